@@ -1,0 +1,164 @@
+import os from "node:os";
+
+/** Every setting the store reads from the environment, parsed and checked once. */
+export interface Config {
+	port: number;
+	databaseUrl: string;
+	redisUrl: string | null;
+	transporter: string | null;
+	nodeId: string;
+	namespace: string;
+	/** Services this node runs; `null` means all of them. */
+	services: string[] | null;
+	jwtSecret: string;
+	/** True when no JWT_SECRET was given and one was generated for this process. */
+	jwtSecretGenerated: boolean;
+	jwtExpiresInSeconds: number;
+	metricsPort: number;
+	claimRatePerSecond: number;
+	loginFailuresPerMinutePerLoginId: number;
+	loginFailuresPerMinutePerAddress: number;
+	requestTimeoutMs: number;
+	heartbeatIntervalSeconds: number;
+	heartbeatTimeoutSeconds: number;
+	admin: { loginId: string; password: string; email: string } | null;
+	slotTtlSeconds: number;
+	slotReminderBeforeSeconds: number;
+	smtpUrl: string | null;
+	mailFrom: string;
+	slackWebhookUrl: string | null;
+	discordWebhookUrl: string | null;
+	agendaBackend: "postgres" | "mongo";
+	mongoUrl: string | null;
+	/** Public base URL used in links that go out in messages (password reset). */
+	publicUrl: string;
+	bodyLimit: string;
+	logLevel: string;
+}
+
+export class ConfigError extends Error {
+	constructor(message: string) {
+		super(message);
+		this.name = "ConfigError";
+	}
+}
+
+type Env = Record<string, string | undefined>;
+
+function text(env: Env, key: string): string | null {
+	const v = env[key];
+	return v === undefined || v.trim() === "" ? null : v.trim();
+}
+
+function int(env: Env, key: string, fallback: number, min = 0): number {
+	const raw = text(env, key);
+	if (raw === null) return fallback;
+	if (!/^\d+$/.test(raw)) throw new ConfigError(`${key} must be a whole number, got "${raw}"`);
+	const n = Number(raw);
+	if (n < min) throw new ConfigError(`${key} must be at least ${min}, got ${n}`);
+	return n;
+}
+
+/**
+ * LOGIN_FAILURES_PER_MINUTE is "5" (per login id) or "5,100" (per login id, per address);
+ * LOGIN_FAILURES_PER_MINUTE_PER_ADDRESS overrides the second number.
+ */
+function loginLimits(env: Env): [number, number] {
+	const raw = text(env, "LOGIN_FAILURES_PER_MINUTE");
+	let perId = 5;
+	let perAddress = 100;
+	if (raw !== null) {
+		const parts = raw.split(",").map(s => s.trim());
+		if (parts.length > 2 || parts.some(p => !/^\d+$/.test(p) || Number(p) < 1))
+			throw new ConfigError(`LOGIN_FAILURES_PER_MINUTE must be "N" or "N,M" (positive), got "${raw}"`);
+		perId = Number(parts[0]);
+		if (parts[1] !== undefined) perAddress = Number(parts[1]);
+	}
+	perAddress = int(env, "LOGIN_FAILURES_PER_MINUTE_PER_ADDRESS", perAddress, 1);
+	return [perId, perAddress];
+}
+
+function generatedSecret(): string {
+	// Random per start: tokens from an earlier run stop working, which is right for a demo node.
+	return require("node:crypto").randomBytes(32).toString("base64url");
+}
+
+export function loadConfig(env: Env = process.env): Config {
+	const transporter = text(env, "TRANSPORTER");
+	const givenSecret = text(env, "JWT_SECRET");
+	if (transporter && !givenSecret)
+		throw new ConfigError(
+			"JWT_SECRET is required when TRANSPORTER is set: every node of a cluster must verify the same tokens"
+		);
+	if (givenSecret && givenSecret.length < 16)
+		throw new ConfigError("JWT_SECRET must be at least 16 characters");
+
+	const services = text(env, "SERVICES");
+	const adminLogin = text(env, "ADMIN_LOGIN_ID");
+	const adminPassword = text(env, "ADMIN_PASSWORD");
+	const adminEmail = text(env, "ADMIN_EMAIL");
+	if ((adminLogin || adminPassword || adminEmail) && !(adminLogin && adminPassword && adminEmail))
+		throw new ConfigError("ADMIN_LOGIN_ID, ADMIN_PASSWORD and ADMIN_EMAIL must be set together");
+
+	const agendaBackend = (text(env, "AGENDA_BACKEND") ?? "postgres").toLowerCase();
+	if (agendaBackend !== "postgres" && agendaBackend !== "mongo")
+		throw new ConfigError(`AGENDA_BACKEND must be "postgres" or "mongo", got "${agendaBackend}"`);
+	if (agendaBackend === "mongo" && !text(env, "MONGO_URL"))
+		throw new ConfigError("AGENDA_BACKEND=mongo needs MONGO_URL");
+
+	const [perId, perAddress] = loginLimits(env);
+	const port = int(env, "PORT", 3000);
+	const ttl = int(env, "SLOT_TTL_SECONDS", 1800, 1);
+	const reminder = int(env, "SLOT_REMINDER_BEFORE_SECONDS", 300);
+	if (reminder >= ttl) throw new ConfigError("SLOT_REMINDER_BEFORE_SECONDS must be less than SLOT_TTL_SECONDS");
+
+	return {
+		port,
+		databaseUrl: text(env, "DATABASE_URL") ?? "postgres://postgres@127.0.0.1:5432/dopamine",
+		redisUrl: text(env, "REDIS_URL"),
+		transporter,
+		nodeId: text(env, "NODE_ID") ?? `${os.hostname()}-${process.pid}`,
+		namespace: text(env, "NAMESPACE") ?? "",
+		services: services ? services.split(",").map(s => s.trim()).filter(Boolean) : null,
+		jwtSecret: givenSecret ?? generatedSecret(),
+		jwtSecretGenerated: !givenSecret,
+		jwtExpiresInSeconds: int(env, "JWT_EXPIRES_IN_SECONDS", 3600, 1),
+		metricsPort: int(env, "METRICS_PORT", 3030),
+		claimRatePerSecond: int(env, "CLAIM_RATE_PER_SECOND", 5, 1),
+		loginFailuresPerMinutePerLoginId: perId,
+		loginFailuresPerMinutePerAddress: perAddress,
+		requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 5000, 100),
+		heartbeatIntervalSeconds: int(env, "HEARTBEAT_INTERVAL_SECONDS", 1, 1),
+		heartbeatTimeoutSeconds: int(env, "HEARTBEAT_TIMEOUT_SECONDS", 4, 2),
+		admin: adminLogin && adminPassword && adminEmail
+			? { loginId: adminLogin, password: adminPassword, email: adminEmail }
+			: null,
+		slotTtlSeconds: ttl,
+		slotReminderBeforeSeconds: reminder,
+		smtpUrl: text(env, "SMTP_URL"),
+		mailFrom: text(env, "MAIL_FROM") ?? "Dopamine Store <no-reply@dopamine.local>",
+		slackWebhookUrl: text(env, "SLACK_WEBHOOK_URL"),
+		discordWebhookUrl: text(env, "DISCORD_WEBHOOK_URL"),
+		agendaBackend,
+		mongoUrl: text(env, "MONGO_URL"),
+		publicUrl: (text(env, "PUBLIC_URL") ?? `http://127.0.0.1:${port}`).replace(/\/$/, ""),
+		bodyLimit: text(env, "BODY_LIMIT") ?? "16kb",
+		logLevel: text(env, "LOG_LEVEL") ?? "info",
+	};
+}
+
+/**
+ * The configuration each broker was built with. Several brokers can live in one process
+ * (tests run a cluster in one jest worker), so config belongs to the broker, not the module.
+ */
+const byBroker = new WeakMap<object, Config>();
+
+export function bindConfig(broker: object, config: Config): void {
+	byBroker.set(broker, config);
+}
+
+export function configOf(broker: object): Config {
+	const c = byBroker.get(broker);
+	if (!c) throw new Error("broker was not created by createBroker(): no configuration bound");
+	return c;
+}

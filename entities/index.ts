@@ -1,0 +1,87 @@
+import "reflect-metadata";
+import { Client } from "pg";
+import { DataSource } from "typeorm";
+import { PasswordResetToken } from "./PasswordResetToken";
+import { Product } from "./Product";
+import { Slot } from "./Slot";
+import { User } from "./User";
+import { InitialSchema1732500000000 } from "./migrations/1732500000000-InitialSchema";
+
+export { PasswordResetToken, Product, Slot, User };
+export const entities = [User, PasswordResetToken, Product, Slot];
+export const migrations = [InitialSchema1732500000000];
+
+/** Any fixed number: every node that migrates takes this advisory lock first. */
+const MIGRATION_LOCK = 4_180_722_001;
+
+export function createDataSource(url: string, poolSize = 10): DataSource {
+	return new DataSource({
+		type: "postgres",
+		url,
+		entities,
+		migrations,
+		synchronize: false,
+		migrationsRun: false,
+		logging: false,
+		extra: { max: poolSize, application_name: "dopamine-store" },
+	});
+}
+
+/**
+ * Creates the database named in `url` when it does not exist yet, so a fresh machine's
+ * `npm start` works with nothing configured. Two nodes racing here is fine: the loser's
+ * CREATE fails with duplicate_database, which means the same thing.
+ */
+export async function ensureDatabase(url: string): Promise<void> {
+	const target = new URL(url);
+	const name = decodeURIComponent(target.pathname.replace(/^\//, ""));
+	if (!name) throw new Error("DATABASE_URL names no database");
+	const probe = new Client({ connectionString: url });
+	try {
+		await probe.connect();
+		return;
+	} catch (err: any) {
+		if (err?.code !== "3D000") throw err; // anything but "database does not exist"
+	} finally {
+		await probe.end().catch(() => undefined);
+	}
+	const admin = new URL(url);
+	admin.pathname = "/postgres";
+	const client = new Client({ connectionString: admin.toString() });
+	await client.connect();
+	try {
+		await client.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
+	} catch (err: any) {
+		if (err?.code !== "42P04") throw err;
+	} finally {
+		await client.end();
+	}
+}
+
+/** Runs pending migrations under an advisory lock, so nodes starting together migrate once. */
+export async function migrate(ds: DataSource): Promise<string[]> {
+	const runner = ds.createQueryRunner();
+	await runner.connect();
+	try {
+		await runner.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
+		const done = await ds.runMigrations({ transaction: "each" });
+		return done.map(m => m.name);
+	} finally {
+		await runner.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
+		await runner.release();
+	}
+}
+
+/** Creates, connects and migrates: what every node does at start. */
+export async function openDatabase(url: string, poolSize?: number): Promise<DataSource> {
+	await ensureDatabase(url);
+	const ds = createDataSource(url, poolSize);
+	await ds.initialize();
+	try {
+		await migrate(ds);
+	} catch (err) {
+		await ds.destroy().catch(() => undefined);
+		throw err;
+	}
+	return ds;
+}

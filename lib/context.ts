@@ -1,0 +1,20 @@
+import type { Context } from "moleculer";
+import type { Role } from "../entities/User";
+
+/** Who is calling, as the gateway verified it from the bearer token. */
+export interface AuthUser {
+	id: string;
+	role: Role;
+}
+
+export interface StoreMeta {
+	user?: AuthUser;
+	/** The HTTP client's address, for per-address limits. */
+	clientIp?: string;
+	$statusCode?: number;
+	$location?: string;
+	$responseHeaders?: Record<string, string>;
+	$responseType?: string;
+}
+
+export type Ctx<P = Record<string, never>> = Context<P, StoreMeta>;

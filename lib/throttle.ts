@@ -1,0 +1,84 @@
+import type Redis from "ioredis";
+
+/**
+ * Fixed-window failure counters (failed logins per login id and per address). In memory for a
+ * single process; in Redis when REDIS_URL is set, so every gateway of a cluster shares one count.
+ */
+export interface WindowState {
+	count: number;
+	/** Milliseconds until the window resets (0 when nothing is counted). */
+	resetInMs: number;
+}
+
+export interface FailureCounter {
+	peek(key: string): Promise<WindowState>;
+	hit(key: string, windowMs: number): Promise<WindowState>;
+	clear(key: string): Promise<void>;
+	close(): Promise<void>;
+}
+
+export class MemoryFailureCounter implements FailureCounter {
+	private readonly windows = new Map<string, { count: number; resetAt: number }>();
+	private readonly sweeper: NodeJS.Timeout;
+
+	constructor() {
+		this.sweeper = setInterval(() => {
+			const now = Date.now();
+			for (const [k, w] of this.windows) if (w.resetAt <= now) this.windows.delete(k);
+		}, 60_000);
+		this.sweeper.unref();
+	}
+
+	async peek(key: string): Promise<WindowState> {
+		const w = this.windows.get(key);
+		const now = Date.now();
+		if (!w || w.resetAt <= now) return { count: 0, resetInMs: 0 };
+		return { count: w.count, resetInMs: w.resetAt - now };
+	}
+
+	async hit(key: string, windowMs: number): Promise<WindowState> {
+		const now = Date.now();
+		let w = this.windows.get(key);
+		if (!w || w.resetAt <= now) {
+			w = { count: 0, resetAt: now + windowMs };
+			this.windows.set(key, w);
+		}
+		w.count += 1;
+		return { count: w.count, resetInMs: w.resetAt - now };
+	}
+
+	async clear(key: string): Promise<void> {
+		this.windows.delete(key);
+	}
+
+	async close(): Promise<void> {
+		clearInterval(this.sweeper);
+	}
+}
+
+export class RedisFailureCounter implements FailureCounter {
+	constructor(private readonly redis: Redis, private readonly prefix: string) {}
+
+	async peek(key: string): Promise<WindowState> {
+		const k = this.prefix + key;
+		const [[, count], [, ttl]] = (await this.redis.multi().get(k).pttl(k).exec()) as [[null, string | null], [null, number]];
+		return { count: count === null ? 0 : Number(count), resetInMs: Math.max(0, ttl) };
+	}
+
+	async hit(key: string, windowMs: number): Promise<WindowState> {
+		const k = this.prefix + key;
+		// PEXPIRE NX starts the window on the first failure only.
+		const res = (await this.redis.multi().incr(k).pexpire(k, windowMs, "NX").pttl(k).exec()) as [
+			[null, number], [null, number], [null, number]
+		];
+		return { count: res[0][1], resetInMs: Math.max(0, res[2][1]) };
+	}
+
+	async clear(key: string): Promise<void> {
+		await this.redis.del(this.prefix + key);
+	}
+
+	async close(): Promise<void> {
+		// The shared client is closed by its owner.
+	}
+}

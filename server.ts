@@ -1,0 +1,26 @@
+import { ConfigError, loadConfig } from "./config";
+import { createBroker } from "./lib/broker";
+
+/** Starts one node: the services named in SERVICES (default: all), on the configured transporter. */
+async function main(): Promise<void> {
+	let config;
+	try {
+		config = loadConfig(process.env);
+	} catch (err) {
+		if (err instanceof ConfigError) {
+			console.error(`Dopamine Store cannot start: ${err.message}`);
+			process.exit(2);
+		}
+		throw err;
+	}
+	const broker = createBroker(config);
+	if (config.jwtSecretGenerated)
+		broker.logger.warn("JWT_SECRET is not set: using a random secret for this process; tokens die with it.");
+	await broker.start();
+	if (process.argv.includes("--repl")) broker.repl();
+}
+
+main().catch(err => {
+	console.error("Dopamine Store failed to start:", err?.message ?? err);
+	process.exit(1);
+});
