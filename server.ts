@@ -3,16 +3,7 @@ import { createBroker } from "./lib/broker";
 
 /** Starts one node: the services named in SERVICES (default: all), on the configured transporter. */
 async function main(): Promise<void> {
-	let config;
-	try {
-		config = loadConfig(process.env);
-	} catch (err) {
-		if (err instanceof ConfigError) {
-			console.error(`Dopamine Store cannot start: ${err.message}`);
-			process.exit(2);
-		}
-		throw err;
-	}
+	const config = loadConfig(process.env);
 	const broker = createBroker(config);
 	if (config.jwtSecretGenerated)
 		broker.logger.warn("JWT_SECRET is not set: using a random secret for this process; tokens die with it.");
@@ -21,6 +12,11 @@ async function main(): Promise<void> {
 }
 
 main().catch(err => {
+	// A configuration mistake exits 2 with the reason alone; anything else exits 1.
+	if (err instanceof ConfigError) {
+		console.error(`Dopamine Store cannot start: ${err.message}`);
+		process.exit(2);
+	}
 	console.error("Dopamine Store failed to start:", err?.message ?? err);
 	process.exit(1);
 });

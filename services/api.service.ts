@@ -46,7 +46,7 @@ interface ErrorLike {
 }
 
 /** What an error becomes on the wire: moleculer-web's shape, no stack, no internals, no echoed input. */
-function errorBody(err: ErrorLike): { status: number; body: Record<string, unknown> } {
+export function errorBody(err: ErrorLike): { status: number; body: Record<string, unknown> } {
 	const body = err.type ? BODY_ERRORS[err.type] : undefined;
 	if (body) {
 		const [status, type, message] = body;

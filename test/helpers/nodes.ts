@@ -1,0 +1,114 @@
+import { ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import type { Context, ServiceBroker } from "moleculer";
+import { loadConfig } from "../../config";
+import { createBroker } from "../../lib/broker";
+import { NOTIFICATION_EVENT, MessageBody } from "../../mixins/notify.mixin";
+import { track, untrack } from "./resources";
+
+export const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+export const TEST_SECRET = "test-secret-of-at-least-32-characters!!";
+
+/** A NAMESPACE per test: Moleculer subjects on NATS and Redis keys of one test never meet another's. */
+export function freshNamespace(label = "t"): string {
+	return `${label}-${process.pid}-${randomBytes(4).toString("hex")}`;
+}
+
+export interface StoreNode {
+	broker: ServiceBroker;
+	/** http://127.0.0.1:port of its gateway, when it runs `api`. */
+	url: string;
+	/** Message bodies this node's services emitted or received (when it runs the capture). */
+	messages: MessageBody[];
+	stop(): Promise<void>;
+}
+
+/**
+ * Starts one store node inside the test process, configured from `env` exactly as
+ * `npm start` would be (PORT defaults to 0 = any free port, METRICS_PORT to 0 = no listener).
+ */
+export async function startNode(env: Record<string, string | undefined>): Promise<StoreNode> {
+	const config = loadConfig({ PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", ...env });
+	const broker = createBroker(config, { skipProcessEventRegistration: true });
+	const messages: MessageBody[] = [];
+	// Listens the way the notifier will: a plain event subscriber, no business logic.
+	broker.createService({
+		name: `capture-${randomBytes(3).toString("hex")}`,
+		events: {
+			[NOTIFICATION_EVENT](ctx: Context<MessageBody>) {
+				messages.push(ctx.params);
+			},
+		},
+	});
+	const key = {};
+	track(key, { name: `broker ${broker.nodeID}`, close: () => broker.stop() });
+	try {
+		await broker.start();
+	} catch (err) {
+		await broker.stop().catch(() => undefined);
+		untrack(key);
+		throw err;
+	}
+	const api = broker.getLocalService("api") as unknown as { server?: { address(): AddressInfo | null } } | undefined;
+	const address = api?.server?.address();
+	return {
+		broker,
+		url: address ? `http://127.0.0.1:${address.port}` : "",
+		messages,
+		async stop() {
+			await broker.stop();
+			untrack(key);
+		},
+	};
+}
+
+export interface ChildNode {
+	proc: ChildProcess;
+	output(): string;
+	exited: Promise<number | null>;
+	stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+const SERVER = path.join(__dirname, "..", "..", "dist", "server.js");
+
+/** Starts `node dist/server.js` as `npm start` does, with exactly the environment given. */
+export function spawnNode(env: Record<string, string>): ChildNode {
+	const proc = spawn(process.execPath, [SERVER], {
+		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+		stdio: ["ignore", "pipe", "pipe"],
+	});
+	let out = "";
+	proc.stdout!.on("data", d => (out += d));
+	proc.stderr!.on("data", d => (out += d));
+	const exited = new Promise<number | null>(resolve => proc.once("exit", code => resolve(code)));
+	const key = {};
+	const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
+		if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+		const timer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+		const code = await exited;
+		clearTimeout(timer);
+		untrack(key);
+		return code;
+	};
+	track(key, { name: `child ${proc.pid}`, close: () => stop("SIGKILL").then(() => undefined) });
+	exited.then(() => untrack(key));
+	return { proc, output: () => out, exited, stop };
+}
+
+/** Polls `probe` until it returns true, or fails with `what` after `ms`. */
+export async function waitFor(what: string, probe: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
+	const deadline = Date.now() + ms;
+	let last: unknown;
+	while (Date.now() < deadline) {
+		try {
+			if (await probe()) return;
+		} catch (err) {
+			last = err;
+		}
+		await new Promise(r => setTimeout(r, 100));
+	}
+	throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+}
