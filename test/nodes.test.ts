@@ -114,6 +114,21 @@ describe("starting nodes", () => {
 		}
 	});
 
+	it("opens the Moleculer REPL with --repl (npm run repl)", async () => {
+		const db = freshDatabaseUrl("repl");
+		const node = spawnNode({ DATABASE_URL: db, PORT: String(await freePort()), METRICS_PORT: "0" }, ["--repl"]);
+		try {
+			await waitFor("the REPL prompt", () => /mol \$/.test(node.output()));
+			node.proc.stdin!.write("services\n");
+			await waitFor("the services table", () => /products/.test(node.output()) && /users/.test(node.output()));
+			node.proc.stdin!.write("quit\n");
+			expect(await node.exited).toBe(0);
+		} finally {
+			await node.stop();
+			await dropDatabase(db);
+		}
+	});
+
 	it("fails clearly when its HTTP port is taken", async () => {
 		const blocker = net.createServer();
 		const port = await new Promise<number>(r => blocker.listen(0, () => r((blocker.address() as net.AddressInfo).port)));

@@ -75,10 +75,10 @@ export interface ChildNode {
 const SERVER = path.join(__dirname, "..", "..", "dist", "server.js");
 
 /** Starts `node dist/server.js` as `npm start` does, with exactly the environment given. */
-export function spawnNode(env: Record<string, string>): ChildNode {
-	const proc = spawn(process.execPath, [SERVER], {
+export function spawnNode(env: Record<string, string>, args: string[] = []): ChildNode {
+	const proc = spawn(process.execPath, [SERVER, ...args], {
 		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
-		stdio: ["ignore", "pipe", "pipe"],
+		stdio: ["pipe", "pipe", "pipe"],
 	});
 	let out = "";
 	proc.stdout!.on("data", d => (out += d));
