@@ -1,6 +1,7 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import type { Config } from "./config";
 import { StorePrometheusReporter } from "./lib/metrics-reporter";
+import { LocalFirstStrategy } from "./lib/strategies";
 
 /**
  * Broker options, built from the typed config. Timeouts are short on purpose: a node killed
@@ -33,17 +34,20 @@ export function brokerOptions(config: Config): BrokerOptions {
 		contextParamsCloning: false,
 		maxCallLevel: 20,
 
-		registry: { strategy: "RoundRobin", preferLocal: true },
+		// preferLocal would bypass the allocator's placement when a caller hosts an allocator too;
+		// LocalFirst keeps "local if there is one" for every other service.
+		registry: { strategy: LocalFirstStrategy, preferLocal: false },
 		circuitBreaker: {
 			enabled: true,
 			threshold: 0.5,
 			minRequestCount: 20,
 			windowTime: 10,
 			halfOpenTime: 5_000,
-			// Only the node's own failures open its breaker; a SOLD_OUT is an answer, not a fault.
+			// Only the node's own failures open its breaker: a SOLD_OUT is an answer, and BUSY is load
+			// (opening on it would push a hot product's load onto the next node).
 			check: (err: Error) => {
-				const code = (err as Errors.MoleculerError).code;
-				return typeof code !== "number" || code >= 500;
+				const { code, type } = err as Errors.MoleculerError;
+				return (typeof code !== "number" || code >= 500) && type !== "BUSY";
 			},
 		},
 		bulkhead: { enabled: false },

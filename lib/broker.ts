@@ -1,14 +1,18 @@
 import { BrokerOptions, ServiceBroker, ServiceSchema } from "moleculer";
 import { bindConfig, Config, ConfigError } from "../config";
 import { brokerOptions } from "../moleculer.config";
+import AllocatorService from "../services/allocator.service";
 import ApiService from "../services/api.service";
 import ProductsService from "../services/products.service";
+import SlotsService from "../services/slots.service";
 import UsersService from "../services/users.service";
 
 /** Every service a node can run, by the name SERVICES uses. */
 export const SERVICES: Record<string, ServiceSchema<any, any>> = {
 	users: UsersService,
 	products: ProductsService,
+	slots: SlotsService,
+	allocator: AllocatorService,
 	api: ApiService,
 };
 

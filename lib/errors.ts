@@ -38,6 +38,9 @@ export const conflict = (message: string, type: string, data?: ErrorData) =>
 	new StoreClientError(message, 409, type, data);
 export const rateLimited = (retryAfterSeconds: number, message = "Too many attempts; wait before trying again") =>
 	new StoreClientError(message, 429, "RATE_LIMITED", { retryAfter: Math.max(1, Math.ceil(retryAfterSeconds)) });
+/** 503 that the caller should not retry on its own (load, or a fault the node must first recover from). */
+export const refusedForNow = (message: string, type: string, retryAfterSeconds = 1) =>
+	new Errors.MoleculerError(message, 503, type, { retryAfter: retryAfterSeconds });
 export const unavailable = (message: string, type = "SERVICE_UNAVAILABLE", retryAfterSeconds = 1) =>
 	new StoreUnavailableError(message, type, { retryAfter: retryAfterSeconds });
 

@@ -18,6 +18,8 @@ export interface MessageBody {
 	sendAt?: string;
 	/** What the message is about, for the delivery log and tests (e.g. "password.reset"). */
 	kind: string;
+	/** Same key = same message: lets the notifier drop a repeat sent after a crash. */
+	dedupeKey?: string;
 }
 
 export type WithNotify = Service & { notify(body: MessageBody): Promise<void> };

@@ -7,8 +7,12 @@ import { ConfigMixin } from "../mixins/config.mixin";
 import { databaseOf } from "../mixins/db.mixin";
 import { BearerVerifier, bearerVerifier } from "../lib/auth";
 import type { AuthUser, StoreMeta } from "../lib/context";
-import { forbidden, unauthorized } from "../lib/errors";
+import { ClaimGate, FlagMessage } from "../lib/claim-gate";
+import { forbidden, notFound, rateLimited, unauthorized } from "../lib/errors";
 import { prometheusText } from "../lib/metrics-reporter";
+import { isId } from "../lib/sql";
+import { ensureStoreMetrics, METRICS } from "../lib/store-metrics";
+import type { WireAnswer } from "./allocator.service";
 
 type Req = IncomingMessage & { $ctx?: Context<unknown, StoreMeta>; $route?: { opts: RouteOpts } };
 type Res = ServerResponse;
@@ -16,8 +20,17 @@ interface RouteOpts {
 	adminOnly?: boolean;
 }
 
+/** The one route that must be fast at 10:00:00; it is served before moleculer-web's pipeline. */
+const CLAIM_ROUTE = /^\/api\/products\/([^/?#]*)\/slots\/?(?:\?.*)?$/;
+
 type ApiThis = Service & {
 	config: Config;
+	gate: ClaimGate;
+	httpHandler(req: Req, res: Res): void;
+	claim(req: Req, res: Res, productId: string): Promise<void>;
+	sendError(res: Res, err: ErrorLike): void;
+	learnSchedule(): Promise<void>;
+	learnFlags(): Promise<void>;
 	routes: unknown[];
 	aliases: unknown[];
 	addRoute(route: object, toBottom: boolean): void;
@@ -67,6 +80,8 @@ export function errorBody(err: ErrorLike): { status: number; body: Record<string
 	return { status, body: { name: err.name, message: err.message, code: status, type: err.type, data } };
 }
 
+const SOLD_OUT_LOCAL = { name: "ClaimError", message: "Sold out", code: 409, type: "SOLD_OUT" };
+
 const jsonBody = (config: Config) => ({ json: { strict: true, limit: config.bodyLimit }, urlencoded: false });
 
 const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
@@ -94,6 +109,86 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 			if (route.opts.adminOnly && ctx.meta.user?.role !== "admin") throw forbidden();
 		},
 
+		/**
+		 * POST /api/products/:id/slots. Token first (401), then what this gateway can answer from
+		 * memory (429 flood, 409 not open, 409 sold out), and only then one call to the product's actor.
+		 */
+		async claim(this: ApiThis, req: Req, res: Res, productId: string) {
+			const metrics = this.broker.metrics;
+			const local = (outcome: string) => metrics.increment(METRICS.claims, { outcome, source: "gateway" });
+			let user: AuthUser | null;
+			try {
+				user = await this.verifyBearer(req);
+			} catch {
+				user = null;
+			}
+			if (!user) return this.sendError(res, unauthorized());
+			if (!isId(productId)) return this.sendError(res, notFound("Product", "PRODUCT_NOT_FOUND"));
+			const now = Date.now();
+			const waitMs = this.gate.rateLimit(user.id, now);
+			if (waitMs > 0) {
+				local("RATE_LIMITED");
+				return this.sendError(res, rateLimited(waitMs / 1000, "Too many claims; slow down"));
+			}
+			const opensAt = this.gate.notOpenUntil(productId, now);
+			if (opensAt !== null) {
+				local("SALE_NOT_OPEN");
+				return this.sendJson(res, 409, { name: "ClaimError", message: "The sale has not opened yet", code: 409, type: "SALE_NOT_OPEN", data: { saleAt: new Date(opensAt).toISOString() } });
+			}
+			if (this.gate.soldOut(productId, now)) {
+				local("SOLD_OUT");
+				return this.sendJson(res, 409, SOLD_OUT_LOCAL);
+			}
+			let a: WireAnswer;
+			try {
+				a = await this.broker.call("allocator.claim", { productId, userId: user.id });
+			} catch (err) {
+				return this.sendError(res, err as ErrorLike);
+			}
+			switch (a.outcome) {
+				case "GRANTED":
+					res.setHeader("Location", `/api/me/slots`);
+					return this.sendJson(res, 201, { slot: a.slot });
+				case "SOLD_OUT":
+					return this.sendJson(res, 409, { name: "ClaimError", message: "Sold out", code: 409, type: "SOLD_OUT", data: { epoch: a.epoch, seq: a.seq } });
+				case "ALREADY_HOLDING":
+					return this.sendJson(res, 409, { name: "ClaimError", message: "You already hold a slot for this product", code: 409, type: "ALREADY_HOLDING", data: { epoch: a.epoch, seq: a.seq, slot: a.slot } });
+				case "SALE_NOT_OPEN":
+					return this.sendJson(res, 409, { name: "ClaimError", message: "The sale has not opened yet", code: 409, type: "SALE_NOT_OPEN", data: { epoch: a.epoch, seq: a.seq, saleAt: a.saleAt } });
+			}
+		},
+
+		sendError(this: ApiThis, res: Res, err: ErrorLike) {
+			const { status, body } = errorBody(err);
+			if (status >= 500 && body.type === "INTERNAL_ERROR") this.logger.error("Request failed:", err.name, err.message, err.stack);
+			const retryAfter = (err.data as { retryAfter?: number } | undefined)?.retryAfter ?? (status === 503 || status === 429 ? 1 : undefined);
+			if (retryAfter !== undefined) res.setHeader("Retry-After", String(retryAfter));
+			if (res.headersSent) return void res.end();
+			this.sendJson(res, status, body);
+		},
+
+		/** The sale schedule, for the not-open fast path; kept fresh by products.changed. */
+		async learnSchedule(this: ApiThis) {
+			if (!this.broker.registry.hasService("products")) return;
+			const rows: { id: string; saleAt: string }[] = await this.broker.call("products.schedule");
+			for (const r of rows) this.gate.setSchedule(r.id, Date.parse(r.saleAt));
+		},
+
+		/** Sold-out flags held by every allocator node, for a gateway that starts mid-sale. */
+		async learnFlags(this: ApiThis) {
+			const registry = this.broker.registry as unknown as {
+				getActionEndpoints(name: string): { endpoints: { id: string; isAvailable: boolean }[] } | undefined;
+			};
+			const nodes = registry.getActionEndpoints("allocator.flags")?.endpoints.filter(ep => ep.isAvailable).map(ep => ep.id) ?? [];
+			await Promise.all(
+				nodes.map(async nodeID => {
+					const flags: FlagMessage[] = await this.broker.call("allocator.flags", {}, { nodeID });
+					const now = Date.now();
+					for (const f of flags) this.gate.applyFlag(f, now);
+				})
+			);
+		},
+
 		sendJson(this: ApiThis, res: Res, status: number, body: unknown) {
 			const text = body === null ? "" : JSON.stringify(body);
 			res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(text) });
@@ -110,14 +205,7 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 		};
 		this.settings.port = config.port;
 		this.settings.ip = process.env.HOST || "0.0.0.0";
-		this.settings.onError = function (this: ApiThis, req: Req, res: Res, err: ErrorLike) {
-			const { status, body } = errorBody(err);
-			if (status >= 500 && body.type === "INTERNAL_ERROR") this.logger.error("Request failed:", err.name, err.message, err.stack);
-			const retryAfter = (err.data as { retryAfter?: number } | undefined)?.retryAfter ?? (status === 503 || status === 429 ? 1 : undefined);
-			if (retryAfter !== undefined) res.setHeader("Retry-After", String(retryAfter));
-			if (res.headersSent) return void res.end();
-			self.sendJson(res, status, body);
-		};
+		this.settings.onError = (_req: Req, res: Res, err: ErrorLike) => self.sendError(res, err);
 		const routes = [
 			{
 				name: "public",
@@ -150,6 +238,7 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 				onBeforeCall,
 				aliases: {
 					"GET me": "users.me",
+					"GET me/slots": "slots.mine",
 				},
 			},
 			{
@@ -185,15 +274,45 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 		this.routes = [];
 		this.aliases = [];
 		for (const route of routes) this.addRoute(route, true);
+		// The claim route bypasses moleculer-web's general pipeline (body parsing, alias resolution,
+		// hooks): at 10:00:00 most claims are answered right here, from memory.
+		this.gate = new ClaimGate(config.claimRatePerSecond);
+		ensureStoreMetrics(this.broker);
+		const rest = this.httpHandler;
+		this.server.removeAllListeners("request");
+		this.server.on("request", (req: Req, res: Res) => {
+			if (req.method === "POST" && req.url!.startsWith("/api/products/")) {
+				const m = CLAIM_ROUTE.exec(req.url!);
+				if (m) return void this.claim(req, res, m[1]).catch(err => this.sendError(res, err));
+			}
+			rest(req, res);
+		});
 		// moleculer-web's listen() never settles on EADDRINUSE; fail loudly instead of hanging.
 		this.server.once("error", (err: NodeJS.ErrnoException) => {
 			if (!this.server.listening) this.broker.fatal(`HTTP port ${config.port} is not available: ${err.message}`, err, true);
 		});
 	},
 
+	events: {
+		"allocator.flag"(this: ApiThis, ctx: Context<FlagMessage>) {
+			this.gate.applyFlag(ctx.params, Date.now());
+		},
+		"products.changed"(this: ApiThis, ctx: Context<{ id: string; saleAt?: string; deleted?: boolean }>) {
+			const p = ctx.params;
+			this.gate.setSchedule(p.id, p.deleted || !p.saleAt ? null : Date.parse(p.saleAt));
+		},
+		"$services.changed"(this: ApiThis) {
+			// New products or allocator nodes may have appeared: refresh what the fast path knows.
+			this.learnSchedule().catch(() => undefined);
+			this.learnFlags().catch(() => undefined);
+		},
+	},
+
 	started(this: ApiThis) {
 		const address = this.server.address() as AddressInfo | null;
 		if (address) this.logger.info(`Dopamine Store API on http://127.0.0.1:${address.port}`);
+		this.learnSchedule().catch(() => undefined);
+		this.learnFlags().catch(() => undefined);
 	},
 };
 

@@ -63,6 +63,16 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 			},
 		},
 
+		/** Every product's opening time, for the gateways' not-open fast path. */
+		schedule: {
+			visibility: "public",
+			params: {},
+			async handler(this: ProductsThis) {
+				const rows: { id: string; sale_at: Date }[] = await this.db.query(`SELECT id, sale_at FROM products`);
+				return rows.map(r => ({ id: String(r.id), saleAt: r.sale_at.toISOString() }));
+			},
+		},
+
 		get: {
 			params: { id: idParam },
 			async handler(this: ProductsThis, ctx: Ctx<{ id: string }>) {
