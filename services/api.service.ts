@@ -169,7 +169,7 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 
 		/** The sale schedule, for the not-open fast path; kept fresh by products.changed. */
 		async learnSchedule(this: ApiThis) {
-			if (!this.broker.registry.hasService("products")) return;
+			if (!(this.broker.registry as unknown as { hasService(name: string): boolean }).hasService("products")) return;
 			const rows: { id: string; saleAt: string }[] = await this.broker.call("products.schedule");
 			for (const r of rows) this.gate.setSchedule(r.id, Date.parse(r.saleAt));
 		},
