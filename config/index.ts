@@ -24,6 +24,13 @@ export interface Config {
 	admin: { loginId: string; password: string; email: string } | null;
 	slotTtlSeconds: number;
 	slotReminderBeforeSeconds: number;
+	/** Claims one product's actor holds before answering 503 BUSY. */
+	allocatorQueueLimit: number;
+	/** Group commit: most grants per transaction, and how long a batch waits to fill. */
+	allocatorBatchMax: number;
+	allocatorBatchWindowMs: number;
+	/** How long a gateway answers SOLD_OUT from a flag it has not heard renewed. */
+	soldOutLeaseMs: number;
 	smtpUrl: string | null;
 	mailFrom: string;
 	slackWebhookUrl: string | null;
@@ -135,6 +142,10 @@ export function loadConfig(env: Env = process.env): Config {
 			: null,
 		slotTtlSeconds: ttl,
 		slotReminderBeforeSeconds: reminder,
+		allocatorQueueLimit: int(env, "ALLOCATOR_QUEUE_LIMIT", 20_000, 1),
+		allocatorBatchMax: int(env, "ALLOCATOR_BATCH_MAX", 256, 1),
+		allocatorBatchWindowMs: int(env, "ALLOCATOR_BATCH_WINDOW_MS", 1),
+		soldOutLeaseMs: int(env, "SOLD_OUT_LEASE_MS", 2000, 100),
 		smtpUrl: text(env, "SMTP_URL"),
 		mailFrom: text(env, "MAIL_FROM") ?? "Dopamine Store <no-reply@dopamine.local>",
 		slackWebhookUrl: text(env, "SLACK_WEBHOOK_URL"),

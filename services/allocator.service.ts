@@ -167,7 +167,14 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 					answered: outcome => metrics.increment(METRICS.claims, { outcome, source: "allocator" }),
 					stillOwner: () => this.ownsProduct(productId),
 				},
-				DEFAULT_ACTOR_OPTIONS
+				{
+					...DEFAULT_ACTOR_OPTIONS,
+					queueLimit: this.config.allocatorQueueLimit,
+					batchMax: this.config.allocatorBatchMax,
+					batchWindowMs: this.config.allocatorBatchWindowMs,
+					flagLeaseMs: this.config.soldOutLeaseMs,
+					recheckMs: Math.max(100, Math.floor(this.config.soldOutLeaseMs / 2)),
+				}
 			);
 			this.actors.set(productId, actor);
 			return actor;
