@@ -31,7 +31,7 @@ export function createDataSource(url: string, poolSize = 10): DataSource {
 /**
  * Creates the database named in `url` when it does not exist yet, so a fresh machine's
  * `npm start` works with nothing configured. Two nodes racing here is fine: the loser's
- * CREATE fails with duplicate_database, which means the same thing.
+ * CREATE fails, which means the same thing.
  */
 export async function ensureDatabase(url: string): Promise<void> {
 	const target = new URL(url);
@@ -53,7 +53,8 @@ export async function ensureDatabase(url: string): Promise<void> {
 	try {
 		await client.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
 	} catch (err: any) {
-		if (err?.code !== "42P04") throw err;
+		// duplicate_database, or (two CREATEs at the same instant) the catalogue's unique index.
+		if (err?.code !== "42P04" && err?.code !== "23505") throw err;
 	} finally {
 		await client.end();
 	}

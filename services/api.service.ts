@@ -8,7 +8,7 @@ import { databaseOf } from "../mixins/db.mixin";
 import { BearerVerifier, bearerVerifier } from "../lib/auth";
 import type { AuthUser, StoreMeta } from "../lib/context";
 import { ClaimGate, FlagMessage } from "../lib/claim-gate";
-import { forbidden, notFound, rateLimited, unauthorized } from "../lib/errors";
+import { forbidden, notFound, rateLimited, unauthorized, unavailable } from "../lib/errors";
 import { prometheusText } from "../lib/metrics-reporter";
 import { isId } from "../lib/sql";
 import { ensureStoreMetrics, METRICS } from "../lib/store-metrics";
@@ -143,7 +143,10 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 			try {
 				a = await this.broker.call("allocator.claim", { productId, userId: user.id });
 			} catch (err) {
-				return this.sendError(res, err as ErrorLike);
+				// The owner died or timed out and the retries ran out: not a bug, a moment to wait out.
+				const e = err as ErrorLike & { retryable?: boolean };
+				if (e.retryable) return this.sendError(res, unavailable("The sale is moving to another node; try again", "UNAVAILABLE", 1));
+				return this.sendError(res, e);
 			}
 			switch (a.outcome) {
 				case "GRANTED":
