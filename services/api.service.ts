@@ -28,7 +28,7 @@ type ApiThis = Service & {
 	gate: ClaimGate;
 	httpHandler(req: Req, res: Res): void;
 	claim(req: Req, res: Res, productId: string): Promise<void>;
-	sendError(res: Res, err: ErrorLike): void;
+	replyError(res: Res, err: ErrorLike): void;
 	learnSchedule(): Promise<void>;
 	learnFlags(): Promise<void>;
 	routes: unknown[];
@@ -122,13 +122,13 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 			} catch {
 				user = null;
 			}
-			if (!user) return this.sendError(res, unauthorized());
-			if (!isId(productId)) return this.sendError(res, notFound("Product", "PRODUCT_NOT_FOUND"));
+			if (!user) return this.replyError(res, unauthorized());
+			if (!isId(productId)) return this.replyError(res, notFound("Product", "PRODUCT_NOT_FOUND"));
 			const now = Date.now();
 			const waitMs = this.gate.rateLimit(user.id, now);
 			if (waitMs > 0) {
 				local("RATE_LIMITED");
-				return this.sendError(res, rateLimited(waitMs / 1000, "Too many claims; slow down"));
+				return this.replyError(res, rateLimited(waitMs / 1000, "Too many claims; slow down"));
 			}
 			const opensAt = this.gate.notOpenUntil(productId, now);
 			if (opensAt !== null) {
@@ -145,8 +145,8 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 			} catch (err) {
 				// The owner died or timed out and the retries ran out: not a bug, a moment to wait out.
 				const e = err as ErrorLike & { retryable?: boolean };
-				if (e.retryable) return this.sendError(res, unavailable("The sale is moving to another node; try again", "UNAVAILABLE", 1));
-				return this.sendError(res, e);
+				if (e.retryable) return this.replyError(res, unavailable("The sale is moving to another node; try again", "UNAVAILABLE", 1));
+				return this.replyError(res, e);
 			}
 			switch (a.outcome) {
 				case "GRANTED":
@@ -161,7 +161,7 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 			}
 		},
 
-		sendError(this: ApiThis, res: Res, err: ErrorLike) {
+		replyError(this: ApiThis, res: Res, err: ErrorLike) {
 			const { status, body } = errorBody(err);
 			if (status >= 500 && body.type === "INTERNAL_ERROR") this.logger.error("Request failed:", err.name, err.message, err.stack);
 			const retryAfter = (err.data as { retryAfter?: number } | undefined)?.retryAfter ?? (status === 503 || status === 429 ? 1 : undefined);
@@ -208,7 +208,7 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 		};
 		this.settings.port = config.port;
 		this.settings.ip = process.env.HOST || "0.0.0.0";
-		this.settings.onError = (_req: Req, res: Res, err: ErrorLike) => self.sendError(res, err);
+		this.settings.onError = (_req: Req, res: Res, err: ErrorLike) => self.replyError(res, err);
 		const routes = [
 			{
 				name: "public",
@@ -286,7 +286,7 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 		this.server.on("request", (req: Req, res: Res) => {
 			if (req.method === "POST" && req.url!.startsWith("/api/products/")) {
 				const m = CLAIM_ROUTE.exec(req.url!);
-				if (m) return void this.claim(req, res, m[1]).catch(err => this.sendError(res, err));
+				if (m) return void this.claim(req, res, m[1]).catch(err => this.replyError(res, err));
 			}
 			rest(req, res);
 		});

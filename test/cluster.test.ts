@@ -48,7 +48,7 @@ describe("a cluster over NATS", () => {
 	const DB = freshDatabaseUrl("cluster");
 	const NS = freshNamespace("cluster");
 	let nodes: StoreNode[] = [];
-	const env = (id: string, services: string) => ({ DATABASE_URL: DB, JWT_SECRET: TEST_SECRET, TRANSPORTER: NATS_URL, NAMESPACE: NS, NODE_ID: id, SERVICES: services, SOLD_OUT_LEASE_MS: "60000" });
+	const env = (id: string, services: string) => ({ DATABASE_URL: DB, JWT_SECRET: TEST_SECRET, TRANSPORTER: NATS_URL, NAMESPACE: NS, NODE_ID: id, SERVICES: services, SOLD_OUT_LEASE_MS: "60000", CLAIM_RATE_PER_SECOND: "100" });
 
 	beforeAll(async () => {
 		// Two gateways; allocators on two nodes, one of them a gateway too.
