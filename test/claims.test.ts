@@ -213,6 +213,32 @@ describe("lost re-opened message", () => {
 	});
 });
 
+describe("a buyer whose slot expired", () => {
+	it("may claim again, and gets a slot while any is free", async () => {
+		const product = await createSale(DB, 2);
+		const [first, second] = await seedBuyers(DB, 2, "again");
+		const g = await claim(node.url, product, first);
+		expect(g.type).toBe("GRANTED");
+		expect((await claim(node.url, product, first)).type).toBe("ALREADY_HOLDING");
+		// The slot expires (reclaim: EXPIRED stays in the buyer's history, a fresh row takes the unit),
+		// and the products service tells the allocator, as the slots service will.
+		await sql(
+			DB,
+			`WITH x AS (UPDATE slots SET status = 'EXPIRED', expired_at = now() WHERE id = $1 RETURNING product_id, unit)
+			 INSERT INTO slots (product_id, unit) SELECT product_id, unit FROM x`,
+			[g.body.slot.id]
+		);
+		await node.broker.broadcast("products.changed", { id: product });
+		const again = await claim(node.url, product, first);
+		expect(again.type).toBe("GRANTED");
+		expect(again.body.slot.id).not.toBe(g.body.slot.id);
+		expect(again.epoch).toBeGreaterThan(g.epoch!);
+		expect((await claim(node.url, product, second)).type).toBe("GRANTED");
+		const history = await api(node.url).get("/api/me/slots", first.token);
+		expect(history.body.slots.map((s: { status: string }) => s.status)).toEqual(["HELD", "EXPIRED"]);
+	});
+});
+
 describe("after the grant", () => {
 	it("sends the 'slot granted' message from the outbox after the answer, once", async () => {
 		const product = await createSale(DB, 2);
