@@ -161,6 +161,11 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 			}
 		},
 
+		/** moleculer-web's own error hook, overridden on purpose: one place shapes and logs errors. */
+		errorHandler(this: ApiThis, _req: Req, res: Res, err: ErrorLike) {
+			this.replyError(res, err);
+		},
+
 		replyError(this: ApiThis, res: Res, err: ErrorLike) {
 			const { status, body } = errorBody(err);
 			if (status >= 500 && body.type === "INTERNAL_ERROR") this.logger.error("Request failed:", err.name, err.message, err.stack);

@@ -1,0 +1,73 @@
+import { Client } from "pg";
+import { hashPassword } from "../../lib/passwords";
+import { signAccessToken } from "../../lib/tokens";
+
+/**
+ * Buyers for a load run, in bulk: rows inserted 10,000 at a time with one precomputed password
+ * hash (the password is `loadtest-password`), and access tokens minted with the store's secret.
+ */
+export interface SeededBuyer {
+	id: string;
+	token: string;
+}
+
+export async function seedBuyers(databaseUrl: string, n: number, prefix: string, jwtSecret: string): Promise<SeededBuyer[]> {
+	const hash = await hashPassword("loadtest-password");
+	const c = new Client({ connectionString: databaseUrl });
+	await c.connect();
+	const ids: string[] = [];
+	try {
+		for (let from = 1; from <= n; from += 10_000) {
+			const to = Math.min(n, from + 9_999);
+			const { rows } = await c.query(
+				`INSERT INTO users (login_id, email, password_hash)
+				 SELECT $1::text || g, $1::text || g || '@load.invalid', $2 FROM generate_series($3::int, $4::int) AS g
+				 RETURNING id`,
+				[prefix, hash, from, to]
+			);
+			for (const r of rows) ids.push(String(r.id));
+		}
+	} finally {
+		await c.end();
+	}
+	return ids.map(id => ({ id, token: signAccessToken(jwtSecret, { sub: id, role: "buyer" }, 3600) }));
+}
+
+/** An admin for creating the run's products through the store's own API. */
+export async function seedAdmin(databaseUrl: string, prefix: string, jwtSecret: string): Promise<string> {
+	const c = new Client({ connectionString: databaseUrl });
+	await c.connect();
+	try {
+		const { rows } = await c.query(
+			`INSERT INTO users (login_id, email, password_hash, role) VALUES ($1::text, $1::text || '@load.invalid', 'none', 'admin') RETURNING id`,
+			[`${prefix}admin`]
+		);
+		return signAccessToken(jwtSecret, { sub: String(rows[0].id), role: "admin" }, 3600);
+	} finally {
+		await c.end();
+	}
+}
+
+export interface ProductCounts {
+	granted: number;
+	distinctBuyers: number;
+	stock: number;
+}
+
+/** What PostgreSQL says about a product after the run. */
+export async function productCounts(databaseUrl: string, productId: string): Promise<ProductCounts> {
+	const c = new Client({ connectionString: databaseUrl });
+	await c.connect();
+	try {
+		const { rows } = await c.query(
+			`SELECT p.stock,
+			        count(s.id) FILTER (WHERE s.status IN ('HELD', 'PAID'))::int AS granted,
+			        count(DISTINCT s.user_id) FILTER (WHERE s.status IN ('HELD', 'PAID'))::int AS distinct_buyers
+			 FROM products p LEFT JOIN slots s ON s.product_id = p.id WHERE p.id = $1 GROUP BY p.stock`,
+			[productId]
+		);
+		return { granted: rows[0].granted, distinctBuyers: rows[0].distinct_buyers, stock: rows[0].stock };
+	} finally {
+		await c.end();
+	}
+}

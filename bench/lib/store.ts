@@ -1,0 +1,106 @@
+import { ChildProcess, spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+
+/** Starts the store's own processes (node dist/server.js) for a load run, and watches their memory. */
+export interface StoreProcesses {
+	targets: string[];
+	pids: number[];
+	/** Peak resident memory of each process so far, in MB (VmHWM). */
+	peakMemoryMb(): number[];
+	stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+	return new Promise((resolve, reject) => {
+		const s = net.createServer();
+		s.once("error", reject);
+		s.listen(0, "127.0.0.1", () => {
+			const { port } = s.address() as net.AddressInfo;
+			s.close(() => resolve(port));
+		});
+	});
+}
+
+export function peakRssMb(pid: number): number {
+	try {
+		const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+		return m ? Number(m[1]) / 1024 : 0;
+	} catch {
+		return 0;
+	}
+}
+
+export async function waitUntil(what: string, probe: () => Promise<boolean>, ms = 30_000): Promise<void> {
+	const deadline = Date.now() + ms;
+	while (Date.now() < deadline) {
+		if (await probe().catch(() => false)) return;
+		await new Promise(r => setTimeout(r, 100));
+	}
+	throw new Error(`timed out waiting for ${what}`);
+}
+
+const SERVER = path.join(__dirname, "..", "..", "server.js");
+
+/**
+ * `apiProcesses` = 1: one process with every service, no transporter. 2: a second process that
+ * runs only `api`, talking to the first over NATS.
+ */
+export async function startStore(opts: {
+	apiProcesses: number;
+	databaseUrl: string;
+	jwtSecret: string;
+	natsUrl?: string;
+	extraEnv?: Record<string, string>;
+}): Promise<StoreProcesses> {
+	const namespace = `load-${process.pid}-${Date.now()}`;
+	const cluster = opts.apiProcesses > 1;
+	const procs: ChildProcess[] = [];
+	const targets: string[] = [];
+	for (let i = 0; i < opts.apiProcesses; i++) {
+		const port = await freePort();
+		const env: Record<string, string> = {
+			PATH: process.env.PATH ?? "",
+			DATABASE_URL: opts.databaseUrl,
+			JWT_SECRET: opts.jwtSecret,
+			PORT: String(port),
+			METRICS_PORT: "0",
+			LOG_LEVEL: "warn",
+			NODE_ID: `load-${i}`,
+			// A load run has one claim per buyer; the flood limit is not what is measured.
+			CLAIM_RATE_PER_SECOND: "1000",
+			...(cluster ? { TRANSPORTER: opts.natsUrl ?? "nats://127.0.0.1:4222", NAMESPACE: namespace } : {}),
+			...(i > 0 ? { SERVICES: "api" } : {}),
+			...opts.extraEnv,
+		};
+		const p = spawn(process.execPath, [SERVER], { env, stdio: ["ignore", "ignore", "inherit"] });
+		procs.push(p);
+		targets.push(`http://127.0.0.1:${port}`);
+	}
+	const stop = async () => {
+		await Promise.all(
+			procs.map(p =>
+				p.exitCode !== null
+					? Promise.resolve()
+					: new Promise<void>(resolve => {
+							p.once("exit", () => resolve());
+							p.kill("SIGTERM");
+							setTimeout(() => p.kill("SIGKILL"), 5000).unref();
+						})
+			)
+		);
+	};
+	try {
+		for (const t of targets) await waitUntil(`${t} to serve`, async () => (await fetch(`${t}/api/products`)).status === 200);
+	} catch (err) {
+		await stop();
+		throw err;
+	}
+	return {
+		targets,
+		pids: procs.map(p => p.pid!),
+		peakMemoryMb: () => procs.map(p => peakRssMb(p.pid!)),
+		stop,
+	};
+}
