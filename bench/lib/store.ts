@@ -66,7 +66,7 @@ export async function startStore(opts: {
 			JWT_SECRET: opts.jwtSecret,
 			PORT: String(port),
 			METRICS_PORT: "0",
-			LOG_LEVEL: "warn",
+			LOG_LEVEL: "error",
 			NODE_ID: `load-${i}`,
 			// A load run has one claim per buyer; the flood limit is not what is measured.
 			CLAIM_RATE_PER_SECOND: "1000",
