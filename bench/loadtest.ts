@@ -56,6 +56,8 @@ export interface ProductReport {
 }
 
 export interface SaleReport {
+	/** The database the run used (no credentials). */
+	database: string;
 	productId: string;
 	requests: number;
 	rps: number;
@@ -187,7 +189,10 @@ export async function runSale(o: SaleOptions): Promise<SaleReport> {
 		]);
 		const granted = products.reduce((s, p) => s + p.db.granted, 0);
 		const distinct = products.reduce((s, p) => s + p.db.distinctBuyers, 0);
+		const dbName = new URL(databaseUrl);
+		dbName.password = "";
 		return {
+			database: dbName.toString(),
 			productId: productIds[0],
 			requests: result.requests,
 			rps: result.rps,

@@ -14,6 +14,8 @@ import { PRODUCT_CHANGED_EVENT } from "./products.service";
 /** Broadcast to every gateway: a product's sold-out state, with its epoch, version and lease. */
 export const FLAG_EVENT = "allocator.flag";
 const OUTBOX_SWEEP_MS = 5_000;
+/** Grants' messages wait this long to be sent together: one transaction for many batches. */
+const OUTBOX_COALESCE_MS = 50;
 
 /** What a claim's answer looks like on the wire between nodes: small, plain, no Dates. */
 export interface WireSlot {
@@ -42,6 +44,10 @@ type AllocatorThis = WithDb & WithNotify & {
 	ownsProduct(productId: string): boolean;
 	retireMovedActors(): void;
 	drainOutbox(slotIds: string[] | null): Promise<number>;
+	/** Slots whose "granted" message is due; drained together, off the claim path. */
+	outboxDue: Set<string>;
+	outboxTimer: NodeJS.Timeout | null;
+	scheduleOutbox(): void;
 };
 
 const wireSlot = (productId: string, s: ActiveSlot): WireSlot => ({
@@ -152,8 +158,9 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 						metrics.observe(METRICS.batchSize, size);
 						metrics.observe(METRICS.commitSeconds, ms / 1000);
 						metrics.set(METRICS.remaining, this.actors.get(productId)?.remaining ?? 0, { product: productId });
-						// Emitted after the answers went out; the sweep covers a crash before this runs.
-						setImmediate(() => this.drainOutbox(slots.map(s => s.id)).catch(err => this.logger.warn("outbox:", err.message)));
+						// Sent after the answers went out, a few batches at a time; the sweep covers a crash.
+						for (const s of slots) this.outboxDue.add(s.id);
+						this.scheduleOutbox();
 					},
 					flag: flag => {
 						metrics.set(METRICS.remaining, this.actors.get(productId)?.remaining ?? 0, { product: productId });
@@ -199,6 +206,21 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 			}
 		},
 
+		scheduleOutbox(this: AllocatorThis) {
+			if (this.outboxTimer) return;
+			this.outboxTimer = setTimeout(async () => {
+				const due = [...this.outboxDue];
+				this.outboxDue.clear();
+				try {
+					for (let i = 0; i < due.length; i += 1000) await this.drainOutbox(due.slice(i, i + 1000));
+				} catch (err) {
+					this.logger.warn("outbox:", (err as Error).message);
+				}
+				this.outboxTimer = null;
+				if (this.outboxDue.size) this.scheduleOutbox();
+			}, OUTBOX_COALESCE_MS);
+		},
+
 		/**
 		 * Sends the "slot granted" messages recorded with grants: those of the given slots right
 		 * after their commit, or (sweep) any left pending a while by a crash. Rows are locked while
@@ -236,6 +258,8 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 
 	created(this: AllocatorThis) {
 		this.actors = new Map();
+		this.outboxDue = new Set();
+		this.outboxTimer = null;
 		this.sweepTimer = null;
 		ensureStoreMetrics(this.broker);
 	},
@@ -253,6 +277,7 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 	},
 
 	stopped(this: AllocatorThis) {
+		if (this.outboxTimer) clearTimeout(this.outboxTimer);
 		if (this.sweepTimer) clearTimeout(this.sweepTimer);
 		this.sweepTimer = null;
 	},

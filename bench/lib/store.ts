@@ -74,7 +74,9 @@ export async function startStore(opts: {
 			...(i > 0 ? { SERVICES: "api" } : {}),
 			...opts.extraEnv,
 		};
-		const p = spawn(process.execPath, [SERVER], { env, stdio: ["ignore", "ignore", "inherit"] });
+		// For profiling a run: STORE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
+		const nodeArgs = process.env.STORE_NODE_ARGS ? process.env.STORE_NODE_ARGS.split(" ") : [];
+		const p = spawn(process.execPath, [...nodeArgs, SERVER], { env, stdio: ["ignore", "ignore", "inherit"] });
 		procs.push(p);
 		targets.push(`http://127.0.0.1:${port}`);
 	}

@@ -73,42 +73,44 @@ export class PgActorStore implements ActorStore {
 		}
 		try {
 			return await this.inTransaction(async q => {
-				const userIds = grants.map(g => g.userId);
-				// The share lock makes a takeover wait for this commit; the epoch says whether we still own it.
-				const fence: { unknown: string[] }[] = await q.query(
-					`SELECT ARRAY(SELECT g::text FROM unnest($3::bigint[]) AS g WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = g)) AS unknown
-					 FROM products p WHERE p.id = $1 AND p.epoch = $2 FOR SHARE OF p`,
-					[productId, epoch, userIds]
+				// One statement: the fence (a share lock on the product at our epoch, so a takeover waits
+				// for this commit and every commit after it finds the epoch moved), the conditional grant
+				// of each row, and the outbox rows of the "slot granted" messages, sent after the answer.
+				const [r]: { fenced: boolean; unknown: string[] | null; granted: [string, string, string][] | null }[] = await q.query(
+					`WITH fence AS (
+					   SELECT ARRAY(SELECT g::text FROM unnest($5::bigint[]) AS g WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = g)) AS unknown
+					   FROM products p WHERE p.id = $1 AND p.epoch = $2 FOR SHARE OF p
+					 ), granted AS (
+					   UPDATE slots s
+					   SET status = 'HELD', user_id = g.user_id, held_at = now(),
+					       expires_at = now() + make_interval(secs => $3), epoch = $2, seq = g.seq
+					   FROM unnest($4::bigint[], $5::bigint[], $6::bigint[]) AS g(slot_id, user_id, seq)
+					   WHERE s.id = g.slot_id AND s.product_id = $1 AND s.status = 'AVAILABLE'
+					     AND EXISTS (SELECT 1 FROM fence WHERE cardinality(fence.unknown) = 0)
+					   RETURNING s.id, s.held_at, s.expires_at
+					 ), outboxed AS (
+					   INSERT INTO outbox (topic, slot_id) SELECT 'slot.granted', id FROM granted RETURNING 1
+					 )
+					 SELECT EXISTS (SELECT 1 FROM fence) AS fenced,
+					        (SELECT unknown FROM fence) AS unknown,
+					        (SELECT json_agg(json_build_array(id::text, held_at, expires_at)) FROM granted) AS granted,
+					        (SELECT count(*) FROM outboxed) AS outboxed`,
+					[productId, epoch, this.slotTtlSeconds, grants.map(g => g.slotId), grants.map(g => g.userId), grants.map(g => g.seq)]
 				);
-				if (fence.length === 0) {
+				if (!r.fenced) {
 					await q.rollbackTransaction();
 					return { ok: false as const, reason: "FENCED" as const };
 				}
-				if (fence[0].unknown.length > 0) {
+				if (r.unknown && r.unknown.length > 0) {
 					await q.rollbackTransaction();
-					return { ok: false as const, reason: "CONFLICT" as const, unknownBuyers: fence[0].unknown };
+					return { ok: false as const, reason: "CONFLICT" as const, unknownBuyers: r.unknown };
 				}
-				const rows: { id: string; held_at: Date; expires_at: Date }[] = (
-					await q.query(
-						`UPDATE slots s
-						 SET status = 'HELD', user_id = g.user_id, held_at = now(),
-						     expires_at = now() + make_interval(secs => $3), epoch = $2, seq = g.seq
-						 FROM unnest($4::bigint[], $5::bigint[], $6::bigint[]) AS g(slot_id, user_id, seq)
-						 WHERE s.id = g.slot_id AND s.product_id = $1 AND s.status = 'AVAILABLE'
-						 RETURNING s.id, s.held_at, s.expires_at`,
-						[productId, epoch, this.slotTtlSeconds, grants.map(g => g.slotId), userIds, grants.map(g => g.seq)]
-					)
-				)[0];
+				const rows = r.granted ?? [];
 				if (rows.length !== grants.length) {
 					await q.rollbackTransaction();
 					return { ok: false as const, reason: "CONFLICT" as const };
 				}
-				// The "slot granted" message is recorded with the grant, and sent after the answer.
-				await q.query(
-					`INSERT INTO outbox (topic, slot_id) SELECT 'slot.granted', x FROM unnest($1::bigint[]) AS x`,
-					[grants.map(g => g.slotId)]
-				);
-				const granted = new Map(rows.map(r => [String(r.id), { heldAt: r.held_at, expiresAt: r.expires_at }]));
+				const granted = new Map(rows.map(([id, heldAt, expiresAt]) => [id, { heldAt: new Date(heldAt), expiresAt: new Date(expiresAt) }]));
 				return { ok: true as const, granted };
 			});
 		} catch (err) {
