@@ -238,7 +238,9 @@ async function storeSale(apiProcesses: number, users: number, stock: number, con
 function versions(): Record<string, string> {
 	const pkg = (name: string) => {
 		try {
-			return require(`${name}/package.json`).version as string;
+			// Read the file itself: some packages' "exports" hide package.json from require().
+			const file = path.join(__dirname, "..", "..", "node_modules", name, "package.json");
+			return JSON.parse(fs.readFileSync(file, "utf8")).version as string;
 		} catch {
 			return "?";
 		}
