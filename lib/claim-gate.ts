@@ -40,6 +40,15 @@ export class ClaimGate {
 		return f !== undefined && f.soldOut && now < f.until;
 	}
 
+	/**
+	 * Stock may have come back (reclaim, stock raised): stop answering SOLD_OUT until the actor
+	 * says so again. The flag's epoch and version stay, so an older message cannot re-set it.
+	 */
+	withdrawSoldOut(productId: string): void {
+		const f = this.flags.get(productId);
+		if (f) f.soldOut = false;
+	}
+
 	setSchedule(productId: string, saleAt: number | null): void {
 		if (saleAt === null) {
 			this.saleAt.delete(productId);

@@ -307,7 +307,9 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 		},
 		"products.changed"(this: ApiThis, ctx: Context<{ id: string; saleAt?: string; deleted?: boolean }>) {
 			const p = ctx.params;
-			this.gate.setSchedule(p.id, p.deleted || !p.saleAt ? null : Date.parse(p.saleAt));
+			if (p.deleted) return this.gate.setSchedule(p.id, null);
+			if (p.saleAt) this.gate.setSchedule(p.id, Date.parse(p.saleAt));
+			this.gate.withdrawSoldOut(p.id);
 		},
 		"$services.changed"(this: ApiThis) {
 			// New products or allocator nodes may have appeared: refresh what the fast path knows.
