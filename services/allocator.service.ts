@@ -5,6 +5,7 @@ import { DbMixin, WithDb } from "../mixins/db.mixin";
 import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import type { Ctx } from "../lib/context";
 import { notFound, refusedForNow, unauthorized, unavailable } from "../lib/errors";
+import { availableNodes } from "../lib/registry";
 import { ownerOf } from "../lib/strategies/rendezvous";
 import { ensureStoreMetrics, METRICS } from "../lib/store-metrics";
 import { ActiveSlot, Answer, ClaimRefused, DEFAULT_ACTOR_OPTIONS, ProductActor, SoldOutFlag } from "./allocator/actor";
@@ -189,13 +190,9 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 
 		/** Whether this node is the product's owner in its own view of the allocator nodes. */
 		ownsProduct(this: AllocatorThis, productId: string): boolean {
-			const registry = this.broker.registry as unknown as {
-				getActionEndpoints(name: string): { endpoints: { id: string; isAvailable: boolean }[] } | undefined;
-			};
-			const list = registry.getActionEndpoints("allocator.claim");
-			const available = list?.endpoints.filter(ep => ep.isAvailable) ?? [];
+			const available = availableNodes(this.broker, "allocator.claim");
 			if (available.length === 0) return true;
-			return ownerOf(productId, available, ep => ep.id)?.id === this.broker.nodeID;
+			return ownerOf(productId, available, id => id) === this.broker.nodeID;
 		},
 
 		/** After membership changes, forget actors of products this node no longer owns. */

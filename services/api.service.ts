@@ -10,6 +10,7 @@ import type { AuthUser, StoreMeta } from "../lib/context";
 import { ClaimGate, FlagMessage } from "../lib/claim-gate";
 import { forbidden, notFound, rateLimited, unauthorized, unavailable } from "../lib/errors";
 import { prometheusText } from "../lib/metrics-reporter";
+import { availableNodes } from "../lib/registry";
 import { isId } from "../lib/sql";
 import { ensureStoreMetrics, METRICS } from "../lib/store-metrics";
 import type { WireAnswer } from "./allocator.service";
@@ -184,12 +185,8 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 
 		/** Sold-out flags held by every allocator node, for a gateway that starts mid-sale. */
 		async learnFlags(this: ApiThis) {
-			const registry = this.broker.registry as unknown as {
-				getActionEndpoints(name: string): { endpoints: { id: string; isAvailable: boolean }[] } | undefined;
-			};
-			const nodes = registry.getActionEndpoints("allocator.flags")?.endpoints.filter(ep => ep.isAvailable).map(ep => ep.id) ?? [];
 			await Promise.all(
-				nodes.map(async nodeID => {
+				availableNodes(this.broker, "allocator.flags").map(async nodeID => {
 					const flags: FlagMessage[] = await this.broker.call("allocator.flags", {}, { nodeID });
 					const now = Date.now();
 					for (const f of flags) this.gate.applyFlag(f, now);

@@ -1,4 +1,5 @@
 import type { ServiceBroker } from "moleculer";
+import { availableNodes } from "../lib/registry";
 import { checkOrder } from "../lib/order-check";
 import { ownerOf } from "../lib/strategies/rendezvous";
 import type { PgActorStore } from "../services/allocator/pg-store";
@@ -8,8 +9,7 @@ import { claim, ClaimReply, countBy, createSale, saleState, seedBuyers } from ".
 
 /** Several brokers in one process over real NATS, as Moleculer's own integration tests do. */
 
-const allocatorNodes = (broker: ServiceBroker): string[] =>
-	((broker.registry as any).getActionEndpoints("allocator.claim")?.endpoints ?? []).filter((ep: any) => ep.isAvailable).map((ep: any) => ep.id).sort();
+const allocatorNodes = (broker: ServiceBroker): string[] => availableNodes(broker, "allocator.claim");
 
 async function loadedOn(nodes: StoreNode[], productId: string): Promise<string[]> {
 	const out: string[] = [];

@@ -1,4 +1,5 @@
 import type { ServiceBroker } from "moleculer";
+import { availableNodes } from "../lib/registry";
 import { checkOrder } from "../lib/order-check";
 import { ownerOf } from "../lib/strategies/rendezvous";
 import { dropDatabase, freshDatabaseUrl } from "./helpers/db";
@@ -11,8 +12,7 @@ import { Buyer, claim, ClaimReply, countBy, createSale, saleState, seedBuyers, s
  */
 const FAST = { HEARTBEAT_INTERVAL_SECONDS: "1", HEARTBEAT_TIMEOUT_SECONDS: "3", REQUEST_TIMEOUT_MS: "1500", LOG_LEVEL: "warn" };
 
-const allocatorNodes = (broker: ServiceBroker): string[] =>
-	((broker.registry as any).getActionEndpoints("allocator.claim")?.endpoints ?? []).filter((ep: any) => ep.isAvailable).map((ep: any) => ep.id).sort();
+const allocatorNodes = (broker: ServiceBroker): string[] => availableNodes(broker, "allocator.claim");
 
 interface Timed extends ClaimReply {
 	product: string;

@@ -1,20 +1,10 @@
 import net from "node:net";
+import { freePort } from "../bench/lib/store";
 import { api } from "./helpers/http";
 import { databaseExists, dropDatabase, freshDatabaseUrl, sql } from "./helpers/db";
 import { freshNamespace, NATS_URL, spawnNode, TEST_SECRET, waitFor } from "./helpers/nodes";
 
 /** These tests start `node dist/server.js` as `npm start` does (npm test builds first). */
-
-async function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const s = net.createServer();
-		s.once("error", reject);
-		s.listen(0, "127.0.0.1", () => {
-			const { port } = s.address() as net.AddressInfo;
-			s.close(() => resolve(port));
-		});
-	});
-}
 
 const healthy = (port: number) => async () => (await fetch(`http://127.0.0.1:${port}/api/health`)).status === 200;
 
