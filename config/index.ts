@@ -38,6 +38,10 @@ export interface Config {
 	slackWebhookUrl: string | null;
 	discordWebhookUrl: string | null;
 	agendaBackend: "postgres" | "mongo";
+	/** How often Agenda polls for due jobs (it is also woken by LISTEN/NOTIFY on PostgreSQL). */
+	agendaProcessEveryMs: number;
+	/** How long a running job keeps its lock before another node may take it. */
+	agendaLockLifetimeMs: number;
 	mongoUrl: string | null;
 	/** Public base URL used in links that go out in messages (password reset). */
 	publicUrl: string;
@@ -154,6 +158,8 @@ export function loadConfig(env: Env = process.env): Config {
 		slackWebhookUrl: text(env, "SLACK_WEBHOOK_URL"),
 		discordWebhookUrl: text(env, "DISCORD_WEBHOOK_URL"),
 		agendaBackend,
+		agendaProcessEveryMs: int(env, "AGENDA_PROCESS_EVERY_MS", 5000, 50),
+		agendaLockLifetimeMs: int(env, "AGENDA_LOCK_LIFETIME_MS", 10 * 60_000, 100),
 		mongoUrl: text(env, "MONGO_URL"),
 		publicUrl: (text(env, "PUBLIC_URL") ?? `http://127.0.0.1:${port}`).replace(/\/$/, ""),
 		bodyLimit: text(env, "BODY_LIMIT") ?? "16kb",

@@ -7,10 +7,11 @@ import { Slot } from "./Slot";
 import { User } from "./User";
 import { InitialSchema1732500000000 } from "./migrations/1732500000000-InitialSchema";
 import { Outbox1732600000000 } from "./migrations/1732600000000-Outbox";
+import { Lifecycle1732700000000 } from "./migrations/1732700000000-Lifecycle";
 
 export { PasswordResetToken, Product, Slot, User };
 export const entities = [User, PasswordResetToken, Product, Slot];
-export const migrations = [InitialSchema1732500000000, Outbox1732600000000];
+export const migrations = [InitialSchema1732500000000, Outbox1732600000000, Lifecycle1732700000000];
 
 /** Any fixed number: every node that migrates takes this advisory lock first. */
 const MIGRATION_LOCK = 4_180_722_001;

@@ -11,6 +11,7 @@ import { ensureStoreMetrics, METRICS } from "../lib/store-metrics";
 import { ActiveSlot, Answer, ClaimRefused, DEFAULT_ACTOR_OPTIONS, ProductActor, SoldOutFlag } from "./allocator/actor";
 import { PgActorStore } from "./allocator/pg-store";
 import { PRODUCT_CHANGED_EVENT } from "./products.service";
+import { SLOTS_GRANTED_EVENT } from "./slots.service";
 
 /** Broadcast to every gateway: a product's sold-out state, with its epoch, version and lease. */
 export const FLAG_EVENT = "allocator.flag";
@@ -162,6 +163,8 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 						// Sent after the answers went out, a few batches at a time; the sweep covers a crash.
 						for (const s of slots) this.outboxDue.add(s.id);
 						this.scheduleOutbox();
+						// Their remind and expire jobs are due (the grant left jobs_scheduled_at NULL).
+						this.broker.emit(SLOTS_GRANTED_EVENT, { count: slots.length });
 					},
 					flag: flag => {
 						metrics.set(METRICS.remaining, this.actors.get(productId)?.remaining ?? 0, { product: productId });

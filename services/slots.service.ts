@@ -2,19 +2,29 @@ import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Config } from "../config";
 import { Slot } from "../entities";
 import { publicSlot } from "../entities/Slot";
+import { AgendaLike, AgendaMixin, WithAgenda } from "../mixins/agenda.mixin";
 import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
+import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import type { Ctx } from "../lib/context";
 import { unauthorized } from "../lib/errors";
 import { PRODUCT_CHANGED_EVENT } from "./products.service";
 
 /** Emitted after slots were reclaimed, for the operators' channels and dashboards. */
 export const SLOTS_RECLAIMED_EVENT = "slots.reclaimed";
+/** Emitted by the allocator after a batch of grants commits: their jobs are due. */
+export const SLOTS_GRANTED_EVENT = "slots.granted";
+/** Jobs are scheduled this long after the grants that made them due, many batches together. */
+const JOBS_COALESCE_MS = 50;
 
-type SlotsThis = WithDb & {
+type SlotsThis = WithDb & WithNotify & WithAgenda & {
 	config: Config;
 	sweepTimer: NodeJS.Timeout | null;
+	jobsTimer: NodeJS.Timeout | null;
 	reclaim(onlySlotId?: string): Promise<{ id: string; productId: string; userId: string }[]>;
+	scheduleDueJobs(): Promise<number>;
+	scheduleSoon(): void;
+	remind(slotId: string): Promise<boolean>;
 };
 
 /**
@@ -25,7 +35,7 @@ type SlotsThis = WithDb & {
  */
 const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 	name: "slots",
-	mixins: [ConfigMixin(), DbMixin()],
+	mixins: [ConfigMixin(), DbMixin(), NotifyMixin(), AgendaMixin()],
 
 	actions: {
 		mine: {
@@ -52,17 +62,107 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 			},
 		},
 
-		/** One pass of the safety-net sweep; runs on a timer on every `slots` node. */
+		/**
+		 * One pass of the safety net, which also runs on a timer on every `slots` node: expire what
+		 * lost its job, schedule the jobs a crash left unscheduled.
+		 */
 		sweep: {
 			visibility: "public",
 			params: {},
 			async handler(this: SlotsThis) {
-				return { reclaimed: (await this.reclaim()).length };
+				const reclaimed = (await this.reclaim()).length;
+				const scheduled = await this.scheduleDueJobs();
+				return { reclaimed, scheduled };
 			},
 		},
 	},
 
+	events: {
+		[SLOTS_GRANTED_EVENT](this: SlotsThis) {
+			this.scheduleSoon();
+		},
+	},
+
 	methods: {
+		defineJobs(this: SlotsThis, agenda: AgendaLike) {
+			// Both jobs are conditional in the database, so running one twice (Agenda may, past its
+			// lock lifetime) or after a payment (cancelling is best effort) changes nothing.
+			agenda.define("slot.expire", async job => {
+				await this.reclaim(String(job.attrs.data.slotId));
+			});
+			agenda.define("slot.remind", async job => {
+				await this.remind(String(job.attrs.data.slotId));
+			});
+		},
+
+		/** The reminder goes out once, and only while the slot is still HELD and unexpired. */
+		async remind(this: SlotsThis, slotId: string) {
+			const [rows]: [{ email: string; login_id: string; name: string; expires_at: Date }[], number] = await this.db.query(
+				`UPDATE slots s SET reminded_at = now()
+				 FROM users u, products p
+				 WHERE s.id = $1 AND s.status = 'HELD' AND s.expires_at > now() AND s.reminded_at IS NULL
+				   AND u.id = s.user_id AND p.id = s.product_id
+				 RETURNING u.email, u.login_id, p.name, s.expires_at`,
+				[slotId]
+			);
+			if (rows.length === 0) return false;
+			const r = rows[0];
+			const minutes = Math.max(1, Math.round((new Date(r.expires_at).getTime() - Date.now()) / 60_000));
+			await this.notify({
+				kind: "slot.reminder",
+				channel: "email",
+				recipient: r.email,
+				subject: `Your slot for ${r.name} expires in ${minutes} minute${minutes === 1 ? "" : "s"}`,
+				text: `Hello ${r.login_id}, your slot for ${r.name} expires at ${new Date(r.expires_at).toISOString()}. Pay before then or it goes back on sale.`,
+				dedupeKey: `remind-${slotId}`,
+			});
+			return true;
+		},
+
+		scheduleSoon(this: SlotsThis) {
+			if (this.jobsTimer) return;
+			this.jobsTimer = setTimeout(() => {
+				this.scheduleDueJobs()
+					.catch(err => this.logger.warn("scheduling slot jobs:", err.message))
+					.finally(() => (this.jobsTimer = null));
+			}, JOBS_COALESCE_MS);
+		},
+
+		/**
+		 * Schedules the remind and expire jobs of every grant whose jobs are due (the grant left
+		 * jobs_scheduled_at NULL), off the claim path, in bulk; the sweep calls it too, so a grant
+		 * whose node crashed before this ran still gets its jobs.
+		 */
+		async scheduleDueJobs(this: SlotsThis) {
+			if (!this.agenda) return 0;
+			let total = 0;
+			for (;;) {
+				const n = await this.db.transaction(async em => {
+					const due: { id: string; expires_at: Date }[] = await em.query(
+						`SELECT id, expires_at FROM slots WHERE status = 'HELD' AND jobs_scheduled_at IS NULL
+						 ORDER BY held_at LIMIT 500 FOR UPDATE SKIP LOCKED`
+					);
+					const now = Date.now();
+					for (const slot of due) {
+						const expiresAt = new Date(slot.expires_at).getTime();
+						const remindAt = Math.max(now, expiresAt - this.config.slotReminderBeforeSeconds * 1000);
+						if (remindAt < expiresAt) {
+							const remind = this.agenda.create("slot.remind", { slotId: String(slot.id) });
+							remind.schedule(new Date(remindAt));
+							await remind.save();
+						}
+						const expire = this.agenda.create("slot.expire", { slotId: String(slot.id) });
+						expire.schedule(new Date(expiresAt));
+						await expire.save();
+					}
+					if (due.length) await em.query(`UPDATE slots SET jobs_scheduled_at = now() WHERE id = ANY($1::bigint[])`, [due.map(d => d.id)]);
+					return due.length;
+				});
+				total += n;
+				if (n < 500) return total;
+			}
+		},
+
 		async reclaim(this: SlotsThis, onlySlotId?: string) {
 			const expired = await this.db.transaction(async em => {
 				// SKIP LOCKED: nodes sweeping at once share the work instead of queueing on it; the
@@ -96,9 +196,15 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 		},
 	},
 
+	created(this: SlotsThis) {
+		this.sweepTimer = null;
+		this.jobsTimer = null;
+	},
+
 	started(this: SlotsThis) {
+		// The safety net: expire what lost its job, schedule what a crash left unscheduled.
 		const sweep = () => {
-			this.reclaim()
+			this.actions.sweep({})
 				.catch(err => this.logger.warn("slot sweep:", err.message))
 				.finally(() => {
 					if (this.sweepTimer) this.sweepTimer = setTimeout(sweep, this.config.slotSweepIntervalMs);
@@ -108,6 +214,7 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 	},
 
 	stopped(this: SlotsThis) {
+		if (this.jobsTimer) clearTimeout(this.jobsTimer);
 		if (this.sweepTimer) clearTimeout(this.sweepTimer);
 		this.sweepTimer = null;
 	},

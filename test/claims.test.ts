@@ -1,3 +1,4 @@
+import { Client } from "pg";
 import { checkOrder } from "../lib/order-check";
 import type { PgActorStore } from "../services/allocator/pg-store";
 import { api } from "./helpers/http";
@@ -146,7 +147,16 @@ describe("bounded queue", () => {
 		try {
 			const product = await createSale(busyDb, 10);
 			const buyers = await seedBuyers(busyDb, 200, "busy");
-			const replies = await Promise.all(buyers.map(b => claim(small.url, product, b)));
+			// Hold the product row so the actor's takeover waits: every claim queues behind it.
+			const blocker = new Client({ connectionString: busyDb });
+			await blocker.connect();
+			await blocker.query("BEGIN");
+			await blocker.query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE", [product]);
+			const pending = Promise.all(buyers.map(b => claim(small.url, product, b)));
+			await sleep(1000);
+			await blocker.query("COMMIT");
+			await blocker.end();
+			const replies = await pending;
 			const byType = countBy(replies, r => r.type);
 			expect(byType.BUSY).toBeGreaterThan(0);
 			for (const r of replies.filter(r => r.type === "BUSY")) {
@@ -154,7 +164,9 @@ describe("bounded queue", () => {
 				expect(r.retryAfter).toBe("1");
 				expect(r.epoch).toBeUndefined();
 			}
+			expect(byType.BUSY).toBe(200 - 20);
 			expect(byType.GRANTED).toBe(10);
+			expect(byType.SOLD_OUT).toBe(10);
 			expect((await saleState(busyDb, product)).held).toBe(10);
 		} finally {
 			await small.stop();

@@ -1,0 +1,94 @@
+import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { Pool } from "pg";
+import { configOf } from "../config";
+import { acquireDatabase, releaseDatabase } from "./db.mixin";
+
+/**
+ * Agenda (timed jobs in the database: they survive restarts, and with several nodes each runs
+ * once) as a mixin, on its PostgreSQL backend by default, MongoDB with AGENDA_BACKEND=mongo.
+ * Agenda 6 is ESM-only: it is loaded with import(), which works from CommonJS and in jest.
+ *
+ * Known Agenda facts this store designs around: unique() is a read-then-write, and a job that
+ * runs past its lock lifetime may run again elsewhere, so every job here is conditional and safe
+ * to run twice; exactly-once lives in the database, not in Agenda.
+ */
+export interface AgendaJob {
+	attrs: { name: string; data: any; nextRunAt?: Date | null };
+}
+export interface AgendaLike {
+	define(name: string, handler: (job: AgendaJob) => Promise<void>, options?: object): void;
+	create(name: string, data: unknown): { schedule(when: Date): unknown; unique(q: object): unknown; save(): Promise<unknown> };
+	cancel(query: { name?: string; data?: unknown }): Promise<number>;
+	start(): Promise<void>;
+	stop(closeConnection?: boolean): Promise<void>;
+	on(event: string, listener: (...args: any[]) => void): unknown;
+}
+
+export type WithAgenda = Service & {
+	agenda: AgendaLike;
+	agendaPool: Pool | null;
+	/** Each service using the mixin defines its jobs here; called before Agenda starts. */
+	defineJobs(agenda: AgendaLike): void;
+};
+
+const AGENDA_SCHEMA_LOCK = 4_180_722_002;
+
+/**
+ * import() that TypeScript leaves alone (it would turn it into require). Compiled afresh on each
+ * call: V8 caches compiled functions by source, and jest (which can import ESM only with
+ * --experimental-vm-modules) ties a cached import() to the test file that compiled it first.
+ */
+const load = (specifier: string): Promise<any> =>
+	new Function("specifier", `return import(specifier) /* ${Math.random()} */`)(specifier);
+
+export function AgendaMixin(): Partial<ServiceSchema<ServiceSettingSchema, any>> {
+	return {
+		async started(this: WithAgenda) {
+			const config = configOf(this.broker);
+			// The database must exist and be migrated first, whatever order the mixins start in.
+			await acquireDatabase(this.broker);
+			const { Agenda } = await load("agenda");
+			let backend: unknown;
+			this.agendaPool = null;
+			if (config.agendaBackend === "mongo") {
+				const { MongoBackend } = await load("@agendajs/mongo-backend").catch(() => {
+					throw new Error("AGENDA_BACKEND=mongo needs the @agendajs/mongo-backend package installed");
+				});
+				backend = new MongoBackend({ address: config.mongoUrl, collection: "agenda_jobs" });
+			} else {
+				const { PostgresBackend } = await load("@agendajs/postgres-backend");
+				// A small pool of its own: the job tables live beside the store's, in the same database.
+				this.agendaPool = new Pool({ connectionString: config.databaseUrl, max: 4 });
+				// An idle client the server drops (restart, failover) must not crash the node.
+				this.agendaPool.on("error", err => this.logger.warn("agenda pool:", err.message));
+				backend = new PostgresBackend({ pool: this.agendaPool, name: this.broker.nodeID });
+			}
+			this.agenda = new Agenda({
+				backend,
+				name: this.broker.nodeID,
+				processEvery: config.agendaProcessEveryMs,
+				defaultLockLifetime: config.agendaLockLifetimeMs,
+				removeOnComplete: true,
+			}) as AgendaLike;
+			this.agenda.on("error", (err: Error) => this.logger.warn("agenda:", err.message));
+			this.defineJobs(this.agenda);
+			if (!this.agendaPool) return void (await this.agenda.start());
+			// The backend creates its table on connect with plain DDL: nodes starting together
+			// would race on it, so they take turns under an advisory lock.
+			const lock = await this.agendaPool.connect();
+			try {
+				await lock.query("SELECT pg_advisory_lock($1)", [AGENDA_SCHEMA_LOCK]);
+				await this.agenda.start();
+			} finally {
+				await lock.query("SELECT pg_advisory_unlock($1)", [AGENDA_SCHEMA_LOCK]).catch(() => undefined);
+				lock.release();
+			}
+		},
+
+		async stopped(this: WithAgenda) {
+			await this.agenda?.stop(true).catch(err => this.logger.warn("agenda stop:", err.message));
+			await this.agendaPool?.end().catch(() => undefined);
+			await releaseDatabase(this.broker);
+		},
+	};
+}
