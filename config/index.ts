@@ -24,6 +24,8 @@ export interface Config {
 	admin: { loginId: string; password: string; email: string } | null;
 	slotTtlSeconds: number;
 	slotReminderBeforeSeconds: number;
+	/** Simulated payment gateway latency. */
+	paymentLatencyMs: number;
 	/** How often each `slots` node looks for HELD slots past their expiry (the safety net). */
 	slotSweepIntervalMs: number;
 	/** Claims one product's actor holds before answering 503 BUSY. */
@@ -148,6 +150,7 @@ export function loadConfig(env: Env = process.env): Config {
 			: null,
 		slotTtlSeconds: ttl,
 		slotReminderBeforeSeconds: reminder,
+		paymentLatencyMs: int(env, "PAYMENT_LATENCY_MS", 50),
 		slotSweepIntervalMs: int(env, "SLOT_SWEEP_INTERVAL_MS", 5000, 50),
 		allocatorQueueLimit: int(env, "ALLOCATOR_QUEUE_LIMIT", 20_000, 1),
 		allocatorBatchMax: int(env, "ALLOCATOR_BATCH_MAX", 256, 1),

@@ -3,6 +3,7 @@ import { bindConfig, Config, ConfigError } from "../config";
 import { brokerOptions } from "../moleculer.config";
 import AllocatorService from "../services/allocator.service";
 import ApiService from "../services/api.service";
+import PaymentsService from "../services/payments.service";
 import ProductsService from "../services/products.service";
 import SlotsService from "../services/slots.service";
 import UsersService from "../services/users.service";
@@ -13,6 +14,7 @@ export const SERVICES: Record<string, ServiceSchema<any, any>> = {
 	products: ProductsService,
 	slots: SlotsService,
 	allocator: AllocatorService,
+	payments: PaymentsService,
 	api: ApiService,
 };
 

@@ -11,6 +11,8 @@ export interface StoreMeta {
 	user?: AuthUser;
 	/** The HTTP client's address, for per-address limits. */
 	clientIp?: string;
+	/** The Idempotency-Key header, for payments. */
+	idempotencyKey?: string;
 	$statusCode?: number;
 	$location?: string;
 	$responseHeaders?: Record<string, string>;

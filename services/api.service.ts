@@ -207,6 +207,8 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 		const self = this;
 		const onBeforeCall = (ctx: Context<unknown, StoreMeta>, _route: unknown, req: Req) => {
 			ctx.meta.clientIp = req.socket.remoteAddress ?? undefined;
+			const key = req.headers["idempotency-key"];
+			if (typeof key === "string") ctx.meta.idempotencyKey = key;
 		};
 		this.settings.port = config.port;
 		this.settings.ip = process.env.HOST || "0.0.0.0";
@@ -244,6 +246,10 @@ const ApiService: ServiceSchema<ServiceSettingSchema, ApiThis> = {
 				aliases: {
 					"GET me": "users.me",
 					"GET me/slots": "slots.mine",
+					"POST slots/:id/payments": "payments.initiate",
+					"POST payments/:id/confirm": "payments.confirm",
+					"GET payments/:id": "payments.get",
+					"GET me/payments": "payments.mine",
 				},
 			},
 			{

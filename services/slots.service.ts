@@ -81,6 +81,10 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 		[SLOTS_GRANTED_EVENT](this: SlotsThis) {
 			this.scheduleSoon();
 		},
+		/** A paid slot's jobs can go; they would change nothing anyway (both are conditional). */
+		async "slots.paid"(this: SlotsThis, ctx: { params: { slotId: string } }) {
+			await this.agenda?.cancel({ data: { slotId: ctx.params.slotId } }).catch(err => this.logger.warn("cancel jobs:", err.message));
+		},
 	},
 
 	methods: {
