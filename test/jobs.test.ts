@@ -1,3 +1,4 @@
+import { api } from "./helpers/http";
 import { dropDatabase, freshDatabaseUrl, sql } from "./helpers/db";
 import { startNode, StoreNode, TEST_SECRET, waitFor } from "./helpers/nodes";
 import { claim, createSale, seedBuyers, sleep } from "./helpers/sale";
@@ -39,11 +40,12 @@ async function expectExpiryInWindow(slotId: string, expiresAt: number) {
 }
 
 describe("slot jobs", () => {
-	it("reminds in its window, then expires in its window", async () => {
+	it("reminds in its window, expires in its window, and the next buyer gets the unit", async () => {
 		const product = await createSale(DB, 1);
-		const [b] = await seedBuyers(DB, 1, "remind");
+		const [b, next] = await seedBuyers(DB, 2, "remind");
 		const g = await claim(node.url, product, b);
 		expect(g.type).toBe("GRANTED");
+		expect((await claim(node.url, product, next)).type).toBe("SOLD_OUT");
 		const expiresAt = Date.parse(g.body.slot.expiresAt);
 		const remindAt = expiresAt - 1000;
 		const reminders = () => node.messages.filter(m => m.kind === "slot.reminder" && m.recipient === "remind1@example.com");
@@ -57,6 +59,10 @@ describe("slot jobs", () => {
 		await expectExpiryInWindow(g.body.slot.id, expiresAt);
 		await sleep(300);
 		expect(reminders()).toHaveLength(1);
+		// EXPIRED in the buyer's own list; the sold-out answer withdrawn; the next claimant gets it.
+		const mine = await api(node.url).get("/api/me/slots", b.token);
+		expect(mine.body.slots).toEqual([expect.objectContaining({ id: g.body.slot.id, status: "EXPIRED" })]);
+		await waitFor("the unit to be sold again", async () => (await claim(node.url, product, next)).type === "GRANTED", 3000);
 	});
 
 	it("sends no reminder and expires nothing once the slot is paid", async () => {
