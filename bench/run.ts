@@ -391,7 +391,20 @@ function markdown(figs: Figure[], tgt: Target[], meta: Record<string, unknown>, 
 }
 
 async function main() {
-	const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, out: { type: "string" }, connections: { type: "string", default: "100" } } });
+	const { values } = parseArgs({
+		options: { quick: { type: "boolean", default: false }, out: { type: "string" }, connections: { type: "string", default: "100" }, render: { type: "boolean", default: false } },
+	});
+	if (values.render) {
+		// Re-render RESULTS.md and the chart from results.json (after editing PROFILE.md), measuring nothing.
+		const dir = values.out ?? path.join(__dirname, "..", "..", "bench");
+		const saved = JSON.parse(fs.readFileSync(path.join(dir, "results.json"), "utf8"));
+		const profileFile = path.join(__dirname, "..", "..", "bench", "PROFILE.md");
+		saved.meta.profileNotes = fs.existsSync(profileFile) ? fs.readFileSync(profileFile, "utf8") : "";
+		const byId = Object.fromEntries((saved.figures as Figure[]).map(x => [x.id, x]));
+		fs.writeFileSync(path.join(dir, "chart.svg"), chart(saved.figures));
+		fs.writeFileSync(path.join(dir, "RESULTS.md"), markdown(saved.figures, saved.targets, saved.meta, byId));
+		return;
+	}
 	const quick = values.quick;
 	const connections = Number(values.connections);
 	const size = quick
