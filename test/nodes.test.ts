@@ -122,6 +122,23 @@ describe("starting nodes", () => {
 		}
 	});
 
+	it("puts Agenda on MongoDB with AGENDA_BACKEND=mongo (no MongoDB here: the node tries it and says so)", async () => {
+		const db = freshDatabaseUrl("mongo");
+		const node = spawnNode({
+			DATABASE_URL: db,
+			PORT: String(await freePort()),
+			METRICS_PORT: "0",
+			AGENDA_BACKEND: "mongo",
+			MONGO_URL: "mongodb://127.0.0.1:9/agenda?serverSelectionTimeoutMS=500&connectTimeoutMS=500",
+		});
+		try {
+			expect(await node.exited).toBe(1);
+			expect(node.output()).toMatch(/MongoServerSelectionError|connect ECONNREFUSED 127\.0\.0\.1:9/);
+		} finally {
+			await dropDatabase(db);
+		}
+	});
+
 	it("fails clearly when its HTTP port is taken", async () => {
 		const blocker = net.createServer();
 		const port = await new Promise<number>(r => blocker.listen(0, () => r((blocker.address() as net.AddressInfo).port)));
