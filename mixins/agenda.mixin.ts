@@ -27,6 +27,7 @@ export interface AgendaLike {
 export type WithAgenda = Service & {
 	agenda: AgendaLike;
 	agendaPool: Pool | null;
+	agendaBackend?: { notificationChannel?: { on?(e: string, l: (err: Error) => void): void; disconnect?(): Promise<void> } };
 	/** Each service using the mixin defines its jobs here; called before Agenda starts. */
 	defineJobs(agenda: AgendaLike): void;
 };
@@ -61,7 +62,11 @@ export function AgendaMixin(): Partial<ServiceSchema<ServiceSettingSchema, any>>
 				this.agendaPool = new Pool({ connectionString: config.databaseUrl, max: 4 });
 				// An idle client the server drops (restart, failover) must not crash the node.
 				this.agendaPool.on("error", err => this.logger.warn("agenda pool:", err.message));
-				backend = new PostgresBackend({ pool: this.agendaPool, name: this.broker.nodeID });
+				const pg = new PostgresBackend({ pool: this.agendaPool, name: this.broker.nodeID });
+				// Its LISTEN connection re-emits connection errors; unheard, one would crash the node.
+				pg.notificationChannel?.on?.("error", (err: Error) => this.logger.warn("agenda notifications:", err.message));
+				this.agendaBackend = pg;
+				backend = pg;
 			}
 			this.agenda = new Agenda({
 				backend,
@@ -87,6 +92,8 @@ export function AgendaMixin(): Partial<ServiceSchema<ServiceSettingSchema, any>>
 
 		async stopped(this: WithAgenda) {
 			await this.agenda?.stop(true).catch(err => this.logger.warn("agenda stop:", err.message));
+			// Make sure the LISTEN connection is back in the pool before the pool closes.
+			await this.agendaBackend?.notificationChannel?.disconnect?.().catch(() => undefined);
 			await this.agendaPool?.end().catch(() => undefined);
 			await releaseDatabase(this.broker);
 		},

@@ -56,7 +56,6 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 			visibility: "public",
 			params: { slotId: { type: "string", numeric: true, max: 20 } },
 			async handler(this: SlotsThis, ctx: Ctx<{ slotId: string }>) {
-				await this.db.query(`UPDATE slots SET expires_at = now() WHERE id = $1 AND status = 'HELD'`, [ctx.params.slotId]);
 				const reclaimed = await this.reclaim(ctx.params.slotId);
 				return { expired: reclaimed.length === 1 };
 			},
@@ -167,17 +166,18 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 			}
 		},
 
+		/** Expires overdue HELD slots, or (an operator's order) the one slot given, overdue or not. */
 		async reclaim(this: SlotsThis, onlySlotId?: string) {
 			const expired = await this.db.transaction(async em => {
 				// SKIP LOCKED: nodes sweeping at once share the work instead of queueing on it; the
 				// status and time are checked again by the UPDATE itself, so a payment that got there
 				// first wins.
 				const [rows]: [{ id: string; product_id: string; unit: number; user_id: string }[], number] = await em.query(
-					`UPDATE slots SET status = 'EXPIRED', expired_at = now()
+					`UPDATE slots SET status = 'EXPIRED', expired_at = now(), expires_at = least(expires_at, now())
 					 WHERE id IN (
-					   SELECT id FROM slots WHERE status = 'HELD' AND expires_at <= now() ${onlySlotId ? "AND id = $1" : ""}
+					   SELECT id FROM slots WHERE status = 'HELD' AND ${onlySlotId ? "id = $1" : "expires_at <= now()"}
 					   ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
-					   AND status = 'HELD' AND expires_at <= now()
+					   AND status = 'HELD' ${onlySlotId ? "" : "AND expires_at <= now()"}
 					 RETURNING id, product_id, unit, user_id`,
 					onlySlotId ? [onlySlotId] : []
 				);

@@ -1,7 +1,7 @@
 import { api } from "./helpers/http";
 import { dropDatabase, freshDatabaseUrl, sql } from "./helpers/db";
 import { startNode, StoreNode, TEST_SECRET, waitFor } from "./helpers/nodes";
-import { claim, createSale, seedBuyers, sleep } from "./helpers/sale";
+import { claim, createSale, seedBuyers, sleep, slotStatus } from "./helpers/sale";
 
 /**
  * The grant's Agenda jobs on short clocks: a 3 s slot, the reminder 1 s before expiry, Agenda
@@ -28,7 +28,7 @@ afterAll(async () => {
 	await dropDatabase(DB);
 });
 
-const statusOf = async (slotId: string) => (await sql<{ status: string }>(DB, "SELECT status FROM slots WHERE id = $1", [slotId]))[0].status;
+const statusOf = (slotId: string) => slotStatus(DB, slotId);
 
 async function expectExpiryInWindow(slotId: string, expiresAt: number) {
 	while (Date.now() < expiresAt - 100) {

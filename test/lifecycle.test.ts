@@ -1,7 +1,7 @@
 import { api } from "./helpers/http";
 import { dropDatabase, freshDatabaseUrl, sql } from "./helpers/db";
 import { startNode, StoreNode, TEST_SECRET, waitFor } from "./helpers/nodes";
-import { claim, createSale, saleState, seedBuyers, sleep } from "./helpers/sale";
+import { claim, createSale, saleState, seedBuyers, sleep, slotStatus } from "./helpers/sale";
 
 /** Expiry and reclaim on short clocks: a 2 s slot, a 200 ms sweep. Times are asserted as windows. */
 const DB = freshDatabaseUrl("lifecycle");
@@ -24,7 +24,7 @@ afterAll(async () => {
 	await dropDatabase(DB);
 });
 
-const statusOf = async (slotId: string) => (await sql<{ status: string }>(DB, "SELECT status FROM slots WHERE id = $1", [slotId]))[0].status;
+const statusOf = (slotId: string) => slotStatus(DB, slotId);
 
 describe("expiry and reclaim", () => {
 	it("expires an unpaid slot in its window, keeps it in the buyer's list, and sells the unit again", async () => {

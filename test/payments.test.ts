@@ -2,7 +2,7 @@ import { Client } from "pg";
 import { api } from "./helpers/http";
 import { dropDatabase, freshDatabaseUrl, sql } from "./helpers/db";
 import { startNode, StoreNode, TEST_SECRET, waitFor } from "./helpers/nodes";
-import { Buyer, claim, createSale, seedBuyers, sleep } from "./helpers/sale";
+import { Buyer, claim, createSale, seedBuyers, sleep, slotStatus } from "./helpers/sale";
 
 /** Payments over real HTTP and PostgreSQL, on a 3 s slot and a gateway with no latency. */
 const DB = freshDatabaseUrl("payments");
@@ -40,7 +40,7 @@ async function holding(label: string, price = 1000) {
 	return { buyer: b, slotId: g.body.slot.id as string, product };
 }
 
-const slotStatus = async (id: string) => (await sql<{ status: string }>(DB, "SELECT status FROM slots WHERE id = $1", [id]))[0].status;
+const statusOf = (id: string) => slotStatus(DB, id);
 
 describe("paying for a slot", () => {
 	it("initiates a PENDING payment for the product's price, idempotently, and confirms it: slot PAID, receipt sent", async () => {
@@ -55,14 +55,14 @@ describe("paying for a slot", () => {
 		const ok = await confirm(buyer, first.body.payment.id);
 		expect(ok.status).toBe(200);
 		expect(ok.body.payment).toMatchObject({ status: "SUCCESS" });
-		expect(await slotStatus(slotId)).toBe("PAID");
+		expect(await statusOf(slotId)).toBe("PAID");
 		const twice = await confirm(buyer, first.body.payment.id);
 		expect([twice.status, twice.body.payment.status]).toEqual([200, "SUCCESS"]);
 		await waitFor("the receipt", () => node.messages.some(m => m.kind === "payment.receipt" && m.recipient === "card1@example.com"));
 		// A paid slot cannot be paid again, and never expires.
 		expect((await pay(buyer, slotId, { method: "card", cardNumber: "4242424242424242" })).body.type).toBe("SLOT_NOT_HELD");
 		await sleep(3500);
-		expect(await slotStatus(slotId)).toBe("PAID");
+		expect(await statusOf(slotId)).toBe("PAID");
 		expect(node.messages.filter(m => m.kind === "slot.reminder" && m.recipient === "card1@example.com")).toHaveLength(0);
 		// Its jobs were cancelled.
 		expect(await sql(DB, "SELECT id FROM agenda_jobs WHERE data->>'slotId' = $1", [slotId])).toHaveLength(0);
@@ -77,12 +77,12 @@ describe("paying for a slot", () => {
 		const no = await confirm(buyer, p.body.payment.id);
 		expect(no.status).toBe(402);
 		expect(no.body).toMatchObject({ type: "PAYMENT_DECLINED", data: { payment: { status: "FAILED", failureReason: "PAYMENT_DECLINED" } } });
-		expect(await slotStatus(slotId)).toBe("HELD");
+		expect(await statusOf(slotId)).toBe("HELD");
 		await waitFor("the failure message", () => node.messages.some(m => m.kind === "payment.failed" && m.recipient === "decline1@example.com"));
 		expect((await confirm(buyer, p.body.payment.id)).body.type).toBe("PAYMENT_FAILED");
 		const retry = await pay(buyer, slotId, { method: "easypay", provider: "toss" });
 		expect((await confirm(buyer, retry.body.payment.id)).body.payment.status).toBe("SUCCESS");
-		expect(await slotStatus(slotId)).toBe("PAID");
+		expect(await statusOf(slotId)).toBe("PAID");
 	});
 
 	it("pays with points within the balance and lowers it; declines over it", async () => {
@@ -110,7 +110,7 @@ describe("paying for a slot", () => {
 		const done = await Promise.all(started.map(p => confirm(b, p.body.payment.id)));
 		expect(done.map(d => d.status).sort()).toEqual([200, 402]);
 		expect((await sql<{ points: number }>(DB, "SELECT points FROM users WHERE id = $1", [b.id]))[0].points).toBe(40000);
-		const statuses = await Promise.all(slots.map(slotStatus));
+		const statuses = await Promise.all(slots.map(statusOf));
 		expect(statuses.sort()).toEqual(["HELD", "PAID"]);
 	});
 
@@ -140,12 +140,12 @@ describe("paying for a slot", () => {
 	it("answers 410 SLOT_EXPIRED for a slot that expired, before or after the payment started", async () => {
 		const late = await holding("late");
 		const p = await pay(late.buyer, late.slotId, { method: "points" });
-		await waitFor("the expiry", async () => (await slotStatus(late.slotId)) === "EXPIRED", 6000);
+		await waitFor("the expiry", async () => (await statusOf(late.slotId)) === "EXPIRED", 6000);
 		const r = await confirm(late.buyer, p.body.payment.id);
 		expect(r.status).toBe(410);
 		expect(r.body).toMatchObject({ type: "SLOT_EXPIRED", data: { payment: { status: "FAILED", failureReason: "SLOT_EXPIRED" } } });
 		expect((await pay(late.buyer, late.slotId, { method: "points" })).status).toBe(410);
-		expect(await slotStatus(late.slotId)).toBe("EXPIRED");
+		expect(await statusOf(late.slotId)).toBe("EXPIRED");
 	});
 });
 

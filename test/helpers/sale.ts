@@ -89,4 +89,9 @@ export function countBy<T>(items: T[], key: (t: T) => string): Record<string, nu
 	return out;
 }
 
+/** A slot's status as PostgreSQL has it now. */
+export async function slotStatus(url: string, slotId: string): Promise<string> {
+	return withClient(url, async c => (await c.query("SELECT status FROM slots WHERE id = $1", [slotId])).rows[0].status);
+}
+
 export const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
