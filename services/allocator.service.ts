@@ -135,6 +135,9 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 			// Stock, schedule or existence changed: the actor takes the product over again before its next decision.
 			this.actors.get(ctx.params.id)?.invalidate();
 		},
+		"slots.paid"(this: AllocatorThis, ctx: Context<{ slotId: string; productId?: string }>) {
+			if (ctx.params.productId) this.actors.get(ctx.params.productId)?.markPaid(ctx.params.slotId);
+		},
 		"$node.connected"(this: AllocatorThis) {
 			this.retireMovedActors();
 		},

@@ -134,13 +134,13 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 				// The gateway is called outside any transaction: no row lock waits on the network.
 				const charge = await provider.charge({ paymentId: String(before.id), userId, amount: Number(before.amount), details: before.details, pointsBalance: points });
 
-				const { payment, error } = await this.db.transaction(async em => {
+				const { payment, error, productId } = await this.db.transaction(async (em): Promise<{ payment: PaymentRow; error: string | null; productId?: string }> => {
 					const p = await this.ownPayment(em, ctx.params.id, userId, true);
 					if (p.status !== "PENDING") return { payment: p, error: null }; // a concurrent confirm decided it
 					if (!charge.approved) return { payment: await this.fail(em, p.id, "PAYMENT_DECLINED"), error: "DECLINED" as const };
-					const paid = rowsOf(
+					const paid = rowsOf<{ id: string; product_id: string }>(
 						await em.query(
-							`UPDATE slots SET status = 'PAID', paid_at = now() WHERE id = $1 AND status = 'HELD' AND expires_at > now() RETURNING id`,
+							`UPDATE slots SET status = 'PAID', paid_at = now() WHERE id = $1 AND status = 'HELD' AND expires_at > now() RETURNING id, product_id`,
 							[p.slot_id]
 						)
 					);
@@ -165,11 +165,12 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 						}
 					}
 					const [done] = rowsOf<PaymentRow>(await em.query(`UPDATE payments SET status = 'SUCCESS', updated_at = now() WHERE id = $1 RETURNING *`, [p.id]));
-					return { payment: done, error: null };
+					return { payment: done, error: null, productId: String(paid[0].product_id) };
 				});
 
 				if (error === null && payment.status === "SUCCESS") {
-					this.broker.emit(SLOT_PAID_EVENT, { slotId: String(payment.slot_id) });
+					// Broadcast: the slots service drops the jobs, the product's actor (wherever it runs) marks it PAID.
+					this.broker.broadcast(SLOT_PAID_EVENT, { slotId: String(payment.slot_id), productId });
 					await this.tell(payment, "payment.receipt");
 					return { payment: publicPayment(payment) };
 				}

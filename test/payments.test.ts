@@ -44,7 +44,7 @@ const statusOf = (id: string) => slotStatus(DB, id);
 
 describe("paying for a slot", () => {
 	it("initiates a PENDING payment for the product's price, idempotently, and confirms it: slot PAID, receipt sent", async () => {
-		const { buyer, slotId } = await holding("card", 129000);
+		const { buyer, slotId, product } = await holding("card", 129000);
 		const first = await pay(buyer, slotId, { method: "card", cardNumber: "4242424242424242" }, "same-key");
 		expect(first.status).toBe(201);
 		expect(first.body.payment).toEqual({ id: expect.any(String), slotId, method: "card", amount: 129000, status: "PENDING" });
@@ -58,6 +58,11 @@ describe("paying for a slot", () => {
 		expect(await statusOf(slotId)).toBe("PAID");
 		const twice = await confirm(buyer, first.body.payment.id);
 		expect([twice.status, twice.body.payment.status]).toEqual([200, "SUCCESS"]);
+		// A buyer who paid gets ALREADY_HOLDING with the PAID slot.
+		await waitFor("the actor to hear of the payment", async () => {
+			const again = await claim(node.url, product, buyer);
+			return again.type === "ALREADY_HOLDING" && again.body.data.slot.status === "PAID";
+		}, 3000);
 		await waitFor("the receipt", () => node.messages.some(m => m.kind === "payment.receipt" && m.recipient === "card1@example.com"));
 		// A paid slot cannot be paid again, and never expires.
 		expect((await pay(buyer, slotId, { method: "card", cardNumber: "4242424242424242" })).body.type).toBe("SLOT_NOT_HELD");

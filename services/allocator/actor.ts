@@ -212,6 +212,12 @@ export class ProductActor {
 		this.pump();
 	}
 
+	/** A held slot was paid: a repeat claim now answers ALREADY_HOLDING with the PAID slot. */
+	markPaid(slotId: string): void {
+		for (const [userId, slot] of this.holders)
+			if (slot.id === slotId) this.holders.set(userId, { ...slot, status: "PAID" });
+	}
+
 	/** Current sold-out flag, for a gateway that starts mid-sale. */
 	currentFlag(): SoldOutFlag | null {
 		if (this.phase !== "ready") return null;
