@@ -1,13 +1,19 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import type { Config } from "./config";
+import { channelsMiddleware } from "./lib/channels";
 import { StorePrometheusReporter } from "./lib/metrics-reporter";
 import { LocalFirstStrategy } from "./lib/strategies";
+import { StoreValidator } from "./lib/validation";
+import { replCommands } from "./repl";
 
 /**
  * Broker options, built from the typed config. Timeouts are short on purpose: a node killed
  * mid-sale must be noticed in seconds (heartbeat), and a call to it must fail fast (request
  * timeout) so the caller can go to the next owner.
  */
+/** 5xx types that are the store's deliberate answers, not signs of a broken endpoint. */
+const STORE_ANSWERS = new Set(["BUSY", "UNAVAILABLE", "MOVED"]);
+
 export function brokerOptions(config: Config): BrokerOptions {
 	return {
 		namespace: config.namespace,
@@ -21,8 +27,12 @@ export function brokerOptions(config: Config): BrokerOptions {
 		serializer: "JSON",
 
 		requestTimeout: config.requestTimeoutMs,
+		// Retries are opt-in per action (`retryPolicy: { enabled: true }`): a call that timed out may
+		// still be running, so only what is safe to run twice is retried (reads, and a claim, which
+		// answers ALREADY_HOLDING the second time). Creating a product, signing up or confirming a
+		// payment is never run again by the broker.
 		retryPolicy: {
-			enabled: true,
+			enabled: false,
 			retries: 2,
 			delay: 50,
 			maxDelay: 500,
@@ -43,21 +53,29 @@ export function brokerOptions(config: Config): BrokerOptions {
 			minRequestCount: 20,
 			windowTime: 10,
 			halfOpenTime: 5_000,
-			// Only the node's own failures open its breaker: a SOLD_OUT is an answer, and BUSY is load
-			// (opening on it would push a hot product's load onto the next node).
+			// Only a broken endpoint opens its breaker (a timeout, a crash, a lost connection). The
+			// store's own answers do not: a SOLD_OUT is an answer, BUSY is load (opening on it would push
+			// a hot product's load onto the next node), UNAVAILABLE is a database fault every node shares
+			// (opening on it would move products around for nothing), MOVED is a hand-over in progress.
 			check: (err: Error) => {
 				const { code, type } = err as Errors.MoleculerError;
-				return (typeof code !== "number" || code >= 500) && type !== "BUSY";
+				return (typeof code !== "number" || code >= 500) && !STORE_ANSWERS.has(type);
 			},
 		},
 		bulkhead: { enabled: false },
 
-		validator: true,
+		// fastest-validator, plus: no string anywhere in any params may hold a control character.
+		validator: new StoreValidator(),
 		metrics: {
 			enabled: true,
 			reporter: [new StorePrometheusReporter({ port: config.metricsPort, path: "/metrics" }) as any],
 		},
 		tracing: { enabled: false },
+		// The notifier's durable channel (JetStream with a TRANSPORTER): any node may publish to it.
+		middlewares: [channelsMiddleware(config)],
+
+		// The operators' commands (repl/), beside Moleculer's own.
+		replCommands: replCommands as BrokerOptions["replCommands"],
 	};
 }
 

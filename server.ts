@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig } from "./config";
-import { createBroker } from "./lib/broker";
+import { createBroker } from "./broker";
 
 /** Starts one node: the services named in SERVICES (default: all), on the configured transporter. */
 async function main(): Promise<void> {

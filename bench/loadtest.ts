@@ -3,7 +3,7 @@ import fs from "node:fs";
 import { parseArgs } from "node:util";
 import { Client } from "pg";
 import { checkOrder, observe, ObservedAnswer } from "../lib/order-check";
-import { fire, LoadResult, Shot } from "./lib/load";
+import { fire, fireOpen, LoadOptions, LoadResult, OpenLoopResult, Shot } from "./lib/load";
 import { productCounts, seedAdmin, seedBuyers } from "./lib/seed";
 import { startStore, StoreProcesses } from "./lib/store";
 
@@ -11,7 +11,7 @@ const HELP = `Dopamine Store load tool: a 10:00:00 crowd against a store.
 
   npm run loadtest -- --users 100000 --stock 1000 [--products P] [--connections C]
                       [--target URL ...] [--json FILE] [--api-processes N] [--open-in SECONDS]
-                      [--expect-granted N] [--keep-db]
+                      [--expect-granted N] [--keep-db] [--rate R]
 
 Seeds that many buyers straight into PostgreSQL (bulk rows, one precomputed password hash) and
 mints their access tokens with the store's JWT_SECRET. It is an operator's tool for test
@@ -24,7 +24,10 @@ afterwards unless --keep-db. With --target (repeatable) it loads a running store
 JWT_SECRET must then be that store's.
 
 Creates the product(s) opening --open-in seconds later (default 3), and at the opening fires one
-claim per buyer, spread over the gateways, keeping C connections busy (closed loop). Prints a live
+claim per buyer, spread over the gateways, keeping C connections busy (closed loop). With --rate R
+it runs open loop instead: claim i is sent at i / R seconds after the opening whatever the earlier
+answers, and its latency counts from that scheduled time, so queueing shows (C then caps the
+sockets per gateway; a claim that finds them all busy waits, and the wait counts). Prints a live
 progress line, then requests/s, latency, answers by outcome, errors, timeouts, peak memory of the
 store's processes (when it started them), and the checks: from PostgreSQL, granted = min(stock,
 buyers) with all buyers distinct; from the answers, the order check. Exits 1 when a check fails.
@@ -44,6 +47,12 @@ export interface SaleOptions {
 	jwtSecret?: string;
 	/** Progress lines to stderr (default true). */
 	progress?: boolean;
+	/** The products' name (a number is added when there are several). */
+	productName?: string;
+	/** Told the product ids and the opening once the products exist (npm run demo prints where to watch). */
+	onProducts?(productIds: string[], saleAt: Date): void;
+	/** Open loop: claims per second, sent on schedule whatever the answers (default: closed loop). */
+	rate?: number;
 }
 
 export interface ProductReport {
@@ -68,6 +77,12 @@ export interface SaleReport {
 	timeouts: number;
 	db: { granted: number; distinctBuyers: number };
 	fairness: { ok: boolean };
+	/** "closed" (C connections, each sends when answered) or "open" (on schedule at `rate`). */
+	loop: "closed" | "open";
+	rate: number | null;
+	/** Open loop only: claims the generator sent more than 5 ms late, and its own CPU ms. */
+	lateSends: number | null;
+	generatorCpuMs: number | null;
 	peakMemoryMb: number[] | null;
 	products: ProductReport[];
 	checks: { name: string; ok: boolean; detail: string }[];
@@ -125,7 +140,12 @@ export async function runSale(o: SaleOptions): Promise<SaleReport> {
 			const res = await fetch(`${targets[0]}/api/admin/products`, {
 				method: "POST",
 				headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
-				body: JSON.stringify({ name: `Load drop ${runId}-${p + 1}`, price: 1000, stock: o.stock, saleAt: saleAt.toISOString() }),
+				body: JSON.stringify({
+					name: o.productName ? (o.products > 1 ? `${o.productName} ${p + 1}` : o.productName) : `Load drop ${runId}-${p + 1}`,
+					price: o.productName ? 59000 : 1000,
+					stock: o.stock,
+					saleAt: saleAt.toISOString(),
+				}),
 			});
 			if (res.status !== 201) throw new Error(`creating a product failed: ${res.status} ${await res.text()}`);
 			productIds.push(((await res.json()) as { product: { id: string } }).product.id);
@@ -136,6 +156,7 @@ export async function runSale(o: SaleOptions): Promise<SaleReport> {
 			path: `/api/products/${productIds[i % productIds.length]}/slots`,
 			headers: { authorization: `Bearer ${b.token}` },
 		}));
+		o.onProducts?.(productIds, saleAt);
 		const waitMs = saleAt.getTime() - skew - Date.now();
 		log(progress, `product(s) ${productIds.join(", ")}: ${o.stock} each, opening in ${(waitMs / 1000).toFixed(1)} s`);
 		if (waitMs > 0) await new Promise(r => setTimeout(r, waitMs + 5));
@@ -143,7 +164,7 @@ export async function runSale(o: SaleOptions): Promise<SaleReport> {
 		const answers: ObservedAnswer[][] = productIds.map(() => []);
 		const outcomes: Record<string, number> = {};
 		const peak = () => (store ? store.peakMemoryMb() : null);
-		const result: LoadResult = await fire(shots, {
+		const result: LoadResult & Partial<OpenLoopResult> = await (o.rate ? (s: Shot[], x: LoadOptions) => fireOpen(s, { ...x, rate: o.rate! }) : fire)(shots, {
 			targets,
 			connections: o.connections,
 			keepBodies: true,
@@ -203,6 +224,10 @@ export async function runSale(o: SaleOptions): Promise<SaleReport> {
 			timeouts: result.timeouts,
 			db: { granted, distinctBuyers: distinct },
 			fairness: { ok: products.every(p => p.fairness.ok) },
+			loop: o.rate ? "open" : "closed",
+			rate: o.rate ?? null,
+			lateSends: result.lateSends ?? null,
+			generatorCpuMs: result.generatorCpuMs ?? null,
 			peakMemoryMb: peak(),
 			products,
 			checks,
@@ -218,6 +243,7 @@ export function formatReport(r: SaleReport): string {
 	const rows: [string, string][] = [
 		["requests", String(r.requests)],
 		["requests/s", r.rps.toFixed(0)],
+		["loop", r.loop === "open" ? `open, ${r.rate} claims/s scheduled (${r.lateSends} sent > 5 ms late; generator CPU ${r.generatorCpuMs?.toFixed(0)} ms)` : "closed"],
 		["latency p50 / p99 / max", `${r.latency.p50.toFixed(1)} / ${r.latency.p99.toFixed(1)} / ${r.latency.max.toFixed(1)} ms`],
 		...Object.entries(r.outcomes).sort().map(([k, v]) => [`answers ${k}`, String(v)] as [string, string]),
 		["errors", String(r.errors)],
@@ -245,6 +271,7 @@ async function main() {
 			"open-in": { type: "string", default: "3" },
 			"expect-granted": { type: "string" },
 			"keep-db": { type: "boolean", default: false },
+			rate: { type: "string" },
 			help: { type: "boolean", short: "h", default: false },
 		},
 	});
@@ -267,6 +294,7 @@ async function main() {
 		openInSeconds: num("open-in", values["open-in"], 0),
 		expectGranted: values["expect-granted"] === undefined ? undefined : num("expect-granted", values["expect-granted"], 0),
 		keepDb: values["keep-db"],
+		rate: values.rate === undefined ? undefined : num("rate", values.rate, 1),
 	});
 	console.log(formatReport(report));
 	if (values.json) fs.writeFileSync(values.json, JSON.stringify(report, null, 2));

@@ -1,4 +1,5 @@
 import os from "node:os";
+import proxyaddr from "proxy-addr";
 
 /** Every setting the store reads from the environment, parsed and checked once. */
 export interface Config {
@@ -18,6 +19,14 @@ export interface Config {
 	claimRatePerSecond: number;
 	loginFailuresPerMinutePerLoginId: number;
 	loginFailuresPerMinutePerAddress: number;
+	/** Sign-ups per hour: per e-mail address, per client address. */
+	signupsPerHour: { perEmail: number; perAddress: number };
+	/** Forgot-password requests per hour: per e-mail address, per client address. */
+	passwordForgotPerHour: { perEmail: number; perAddress: number };
+	/** Password resets (valid token or not) per hour, per client address. */
+	passwordResetsPerHourPerAddress: number;
+	/** Proxies whose X-Forwarded-For is believed (proxy-addr syntax: addresses, CIDRs, loopback...); empty = none. */
+	trustedProxies: string[];
 	requestTimeoutMs: number;
 	heartbeatIntervalSeconds: number;
 	heartbeatTimeoutSeconds: number;
@@ -35,8 +44,29 @@ export interface Config {
 	allocatorBatchWindowMs: number;
 	/** How long a gateway answers SOLD_OUT from a flag it has not heard renewed. */
 	soldOutLeaseMs: number;
+	/** A product's actor with no claim for this long is released (its state is in PostgreSQL). */
+	allocatorIdleReleaseMs: number;
 	smtpUrl: string | null;
 	mailFrom: string;
+	/** Language of buyers' (and operators') messages: users have no locale of their own yet. */
+	locale: "ko" | "en";
+	notifier: {
+		/** Deliveries one notifier node sends at once (and SMTP connections it keeps). */
+		concurrency: number;
+		/** Tries before a delivery is FAILED. */
+		maxAttempts: number;
+		/** Exponential backoff between tries: base * 2^(try-1), capped, with jitter. */
+		backoffBaseMs: number;
+		backoffMaxMs: number;
+		/** How often each notifier looks for due deliveries (it is also woken by its intake). */
+		pollMs: number;
+		/** A delivery taken by a node that died is taken again after this long. */
+		leaseMs: number;
+		/** Finished deliveries (and the stream's messages) are kept this long. */
+		retentionDays: number;
+		/** Messages the intake takes from the channel at once (JetStream max_ack_pending). */
+		maxInFlight: number;
+	};
 	slackWebhookUrl: string | null;
 	discordWebhookUrl: string | null;
 	agendaBackend: "postgres" | "mongo";
@@ -49,6 +79,8 @@ export interface Config {
 	publicUrl: string;
 	bodyLimit: string;
 	logLevel: string;
+	/** Address the gateway listens on. */
+	host: string;
 }
 
 export class ConfigError extends Error {
@@ -91,6 +123,33 @@ function loginLimits(env: Env): [number, number] {
 	}
 	perAddress = int(env, "LOGIN_FAILURES_PER_MINUTE_PER_ADDRESS", perAddress, 1);
 	return [perId, perAddress];
+}
+
+function localeOf(env: Env): "ko" | "en" {
+	const raw = (text(env, "LOCALE") ?? "ko").toLowerCase();
+	if (raw !== "ko" && raw !== "en") throw new ConfigError(`LOCALE must be "ko" or "en", got "${raw}"`);
+	return raw;
+}
+
+/** "N,M" (per e-mail, per client address) with defaults for either. */
+function perEmailAndAddress(env: Env, key: string, perEmail: number, perAddress: number): { perEmail: number; perAddress: number } {
+	const raw = text(env, key);
+	if (raw === null) return { perEmail, perAddress };
+	const parts = raw.split(",").map(s => s.trim());
+	if (parts.length > 2 || parts.some(p => !/^\d+$/.test(p) || Number(p) < 1))
+		throw new ConfigError(`${key} must be "N" or "N,M" (positive: per e-mail, per address), got "${raw}"`);
+	return { perEmail: Number(parts[0]), perAddress: parts[1] === undefined ? perAddress : Number(parts[1]) };
+}
+
+/** TRUSTED_PROXIES: comma list of addresses, CIDR ranges or proxy-addr's names (loopback, linklocal, uniquelocal). */
+function trustedProxies(env: Env): string[] {
+	const list = (text(env, "TRUSTED_PROXIES") ?? "").split(",").map(s => s.trim()).filter(Boolean);
+	try {
+		proxyaddr.compile(list);
+	} catch (err) {
+		throw new ConfigError(`TRUSTED_PROXIES must list addresses, CIDR ranges or loopback/linklocal/uniquelocal: ${(err as Error).message}`);
+	}
+	return list;
 }
 
 function generatedSecret(): string {
@@ -142,6 +201,10 @@ export function loadConfig(env: Env = process.env): Config {
 		claimRatePerSecond: int(env, "CLAIM_RATE_PER_SECOND", 5, 1),
 		loginFailuresPerMinutePerLoginId: perId,
 		loginFailuresPerMinutePerAddress: perAddress,
+		signupsPerHour: perEmailAndAddress(env, "SIGNUPS_PER_HOUR", 5, 100),
+		passwordForgotPerHour: perEmailAndAddress(env, "PASSWORD_FORGOT_PER_HOUR", 5, 30),
+		passwordResetsPerHourPerAddress: int(env, "PASSWORD_RESETS_PER_HOUR", 30, 1),
+		trustedProxies: trustedProxies(env),
 		requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 5000, 100),
 		heartbeatIntervalSeconds: int(env, "HEARTBEAT_INTERVAL_SECONDS", 1, 1),
 		heartbeatTimeoutSeconds: int(env, "HEARTBEAT_TIMEOUT_SECONDS", 4, 2),
@@ -156,8 +219,20 @@ export function loadConfig(env: Env = process.env): Config {
 		allocatorBatchMax: int(env, "ALLOCATOR_BATCH_MAX", 256, 1),
 		allocatorBatchWindowMs: int(env, "ALLOCATOR_BATCH_WINDOW_MS", 1),
 		soldOutLeaseMs: int(env, "SOLD_OUT_LEASE_MS", 2000, 100),
+		allocatorIdleReleaseMs: int(env, "ALLOCATOR_IDLE_RELEASE_MS", 5 * 60_000, 100),
 		smtpUrl: text(env, "SMTP_URL"),
 		mailFrom: text(env, "MAIL_FROM") ?? "Dopamine Store <no-reply@dopamine.local>",
+		locale: localeOf(env),
+		notifier: {
+			concurrency: int(env, "NOTIFIER_CONCURRENCY", 8, 1),
+			maxAttempts: int(env, "NOTIFIER_MAX_ATTEMPTS", 8, 1),
+			backoffBaseMs: int(env, "NOTIFIER_BACKOFF_BASE_MS", 2000, 1),
+			backoffMaxMs: int(env, "NOTIFIER_BACKOFF_MAX_MS", 10 * 60_000, 1),
+			pollMs: int(env, "NOTIFIER_POLL_MS", 1000, 20),
+			leaseMs: int(env, "NOTIFIER_LEASE_MS", 2 * 60_000, 1000),
+			retentionDays: int(env, "NOTIFIER_RETENTION_DAYS", 30, 1),
+			maxInFlight: int(env, "NOTIFIER_MAX_IN_FLIGHT", 100, 1),
+		},
 		slackWebhookUrl: text(env, "SLACK_WEBHOOK_URL"),
 		discordWebhookUrl: text(env, "DISCORD_WEBHOOK_URL"),
 		agendaBackend,
@@ -167,6 +242,7 @@ export function loadConfig(env: Env = process.env): Config {
 		publicUrl: (text(env, "PUBLIC_URL") ?? `http://127.0.0.1:${port}`).replace(/\/$/, ""),
 		bodyLimit: text(env, "BODY_LIMIT") ?? "16kb",
 		logLevel: text(env, "LOG_LEVEL") ?? "info",
+		host: text(env, "HOST") ?? "0.0.0.0",
 	};
 }
 

@@ -33,6 +33,10 @@ export class Product {
 	@Column({ type: "integer", default: 0 })
 	epoch!: number;
 
+	/** While a large stock is being laid out in steps, the stock asked for; NULL once reached. */
+	@Column({ name: "stock_target", type: "integer", nullable: true })
+	stockTarget!: number | null;
+
 	@CreateDateColumn({ name: "created_at", type: "timestamptz" })
 	createdAt!: Date;
 
@@ -51,6 +55,8 @@ export interface PublicProduct {
 	saleAt: string;
 	remaining: number;
 	status: ProductStatus;
+	/** Present while a large stock is still being laid out: the stock asked for (`stock` grows to it). */
+	stockTarget?: number;
 }
 
 export function productStatus(saleAt: Date, remaining: number, now = Date.now()): ProductStatus {
@@ -68,5 +74,6 @@ export function publicProduct(p: Product, remaining: number, now = Date.now()): 
 		saleAt: p.saleAt.toISOString(),
 		remaining,
 		status: productStatus(p.saleAt, remaining, now),
+		...(p.stockTarget !== null && p.stockTarget !== undefined ? { stockTarget: p.stockTarget } : {}),
 	};
 }

@@ -27,6 +27,10 @@ export class User {
 
 	@CreateDateColumn({ name: "created_at", type: "timestamptz" })
 	createdAt!: Date;
+
+	/** Access tokens issued (iat) before this whole second are revoked: set by a password reset and, by trigger, a role change. */
+	@Column({ name: "tokens_not_before", type: "timestamptz", nullable: true, select: false })
+	tokensNotBefore!: Date | null;
 }
 
 /** What leaves the users service: never the hash. */

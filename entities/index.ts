@@ -8,10 +8,14 @@ import { User } from "./User";
 import { InitialSchema1732500000000 } from "./migrations/1732500000000-InitialSchema";
 import { Outbox1732600000000 } from "./migrations/1732600000000-Outbox";
 import { Lifecycle1732700000000 } from "./migrations/1732700000000-Lifecycle";
+import { Deliveries1732800000000 } from "./migrations/1732800000000-Deliveries";
+import { SaleFacts1732820000000 } from "./migrations/1732820000000-SaleFacts";
+import { TokenRevocation1732830000000 } from "./migrations/1732830000000-TokenRevocation";
+import { Integrity1732840000000 } from "./migrations/1732840000000-Integrity";
 
 export { PasswordResetToken, Product, Slot, User };
 export const entities = [User, PasswordResetToken, Product, Slot];
-export const migrations = [InitialSchema1732500000000, Outbox1732600000000, Lifecycle1732700000000];
+export const migrations = [InitialSchema1732500000000, Outbox1732600000000, Lifecycle1732700000000, Deliveries1732800000000, SaleFacts1732820000000, TokenRevocation1732830000000, Integrity1732840000000];
 
 /** Any fixed number: every node that migrates takes this advisory lock first. */
 const MIGRATION_LOCK = 4_180_722_001;

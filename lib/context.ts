@@ -5,6 +5,8 @@ import type { Role } from "../entities/User";
 export interface AuthUser {
 	id: string;
 	role: Role;
+	/** The token's `iat` (unix seconds), for revocation (lib/revocations.ts). */
+	iat?: number;
 }
 
 export interface StoreMeta {

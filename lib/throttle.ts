@@ -1,8 +1,11 @@
 import type Redis from "ioredis";
 
 /**
- * Fixed-window failure counters (failed logins per login id and per address). In memory for a
- * single process; in Redis when REDIS_URL is set, so every gateway of a cluster shares one count.
+ * Fixed-window attempt counters (logins per login id and per address, sign-ups, password resets).
+ * In memory for a single process; in Redis when REDIS_URL is set, so every node of a cluster shares
+ * one count. An attempt is counted (`hit`, atomic: Redis INCR, or one synchronous step in memory)
+ * BEFORE the work it limits, and the caller answers 429 when the count it got back is over the
+ * limit: fifty attempts at one instant get fifty distinct counts, so at most `limit` get through.
  */
 export interface WindowState {
 	count: number;
@@ -13,6 +16,8 @@ export interface WindowState {
 export interface FailureCounter {
 	peek(key: string): Promise<WindowState>;
 	hit(key: string, windowMs: number): Promise<WindowState>;
+	/** Takes back one `hit` (an attempt that turned out not to be a failure), if its window still runs. */
+	undo(key: string): Promise<void>;
 	clear(key: string): Promise<void>;
 	close(): Promise<void>;
 }
@@ -47,6 +52,11 @@ export class MemoryFailureCounter implements FailureCounter {
 		return { count: w.count, resetInMs: w.resetAt - now };
 	}
 
+	async undo(key: string): Promise<void> {
+		const w = this.windows.get(key);
+		if (w && w.resetAt > Date.now() && w.count > 0) w.count -= 1;
+	}
+
 	async clear(key: string): Promise<void> {
 		this.windows.delete(key);
 	}
@@ -55,6 +65,8 @@ export class MemoryFailureCounter implements FailureCounter {
 		clearInterval(this.sweeper);
 	}
 }
+
+const UNDO = `if (tonumber(redis.call('get', KEYS[1]) or '0') > 0) then return redis.call('decr', KEYS[1]) end return 0`;
 
 export class RedisFailureCounter implements FailureCounter {
 	constructor(private readonly redis: Redis, private readonly prefix: string) {}
@@ -72,6 +84,11 @@ export class RedisFailureCounter implements FailureCounter {
 			[null, number], [null, number], [null, number]
 		];
 		return { count: res[0][1], resetInMs: Math.max(0, res[2][1]) };
+	}
+
+	async undo(key: string): Promise<void> {
+		// Only while the window runs: a DECR after expiry would leave a -1 with no expiry.
+		await this.redis.eval(UNDO, 1, this.prefix + key);
 	}
 
 	async clear(key: string): Promise<void> {

@@ -68,21 +68,28 @@ export function AgendaMixin(): Partial<ServiceSchema<ServiceSettingSchema, any>>
 				this.agendaBackend = pg;
 				backend = pg;
 			}
-			this.agenda = new Agenda({
-				backend,
-				name: this.broker.nodeID,
-				processEvery: config.agendaProcessEveryMs,
-				defaultLockLifetime: config.agendaLockLifetimeMs,
-				removeOnComplete: true,
-			}) as AgendaLike;
-			this.agenda.on("error", (err: Error) => this.logger.warn("agenda:", err.message));
-			this.defineJobs(this.agenda);
-			if (!this.agendaPool) return void (await this.agenda.start());
-			// The backend creates its table on connect with plain DDL: nodes starting together
-			// would race on it, so they take turns under an advisory lock.
+			const create = () => {
+				this.agenda = new Agenda({
+					backend,
+					name: this.broker.nodeID,
+					processEvery: config.agendaProcessEveryMs,
+					defaultLockLifetime: config.agendaLockLifetimeMs,
+					removeOnComplete: true,
+				}) as AgendaLike;
+				this.agenda.on("error", (err: Error) => this.logger.warn("agenda:", err.message));
+				this.defineJobs(this.agenda);
+			};
+			if (!this.agendaPool) {
+				create();
+				return void (await this.agenda.start());
+			}
+			// The backend creates its table with plain DDL as soon as Agenda is constructed: services
+			// and nodes starting together would race on it, so they take turns under an advisory lock
+			// from construction to start.
 			const lock = await this.agendaPool.connect();
 			try {
 				await lock.query("SELECT pg_advisory_lock($1)", [AGENDA_SCHEMA_LOCK]);
+				create();
 				await this.agenda.start();
 			} finally {
 				await lock.query("SELECT pg_advisory_unlock($1)", [AGENDA_SCHEMA_LOCK]).catch(() => undefined);

@@ -3,46 +3,42 @@ import type { Config } from "../config";
 import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
 import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
+import { buyerMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { notFound, refusedForNow, unauthorized, unavailable } from "../lib/errors";
+import { isId } from "../lib/sql";
 import { availableNodes } from "../lib/registry";
 import { ownerOf } from "../lib/strategies/rendezvous";
 import { ensureStoreMetrics, METRICS } from "../lib/store-metrics";
-import { ActiveSlot, Answer, ClaimRefused, DEFAULT_ACTOR_OPTIONS, ProductActor, SoldOutFlag } from "./allocator/actor";
-import { PgActorStore } from "./allocator/pg-store";
-import { PRODUCT_CHANGED_EVENT } from "./products.service";
-import { SLOTS_GRANTED_EVENT } from "./slots.service";
+import { ActiveSlot, ActorStore, Answer, ClaimRefused, DEFAULT_ACTOR_OPTIONS, ProductActor, SoldOutFlag } from "./allocator/actor";
+import { PgActorStore, productExists, pruneSentOutbox } from "./allocator/pg-store";
+import { ClaimStats } from "./allocator/claim-stats";
+import { PRODUCT_CHANGED, ProductChanged, SLOT_PAID, SlotPaid, SLOTS_GRANTED, SlotsGranted, SOLD_OUT_FLAG, WireAnswer, WireSlot } from "../contracts";
 
-/** Broadcast to every gateway: a product's sold-out state, with its epoch, version and lease. */
-export const FLAG_EVENT = "allocator.flag";
 const OUTBOX_SWEEP_MS = 5_000;
+/** Sent outbox rows are kept this long (to look into a delivery), then pruned by the sweep. */
+const OUTBOX_KEEP_SENT_SECONDS = 10 * 60;
+/** How long "this product does not exist" is believed; products.changed forgets it sooner. */
+const UNKNOWN_PRODUCT_TTL_MS = 10_000;
+const KNOWN_PRODUCTS_MAX = 10_000;
 /** Grants' messages wait this long to be sent together: one transaction for many batches. */
 const OUTBOX_COALESCE_MS = 50;
-
-/** What a claim's answer looks like on the wire between nodes: small, plain, no Dates. */
-export interface WireSlot {
-	id: string;
-	productId: string;
-	status: "HELD" | "PAID";
-	heldAt: string;
-	expiresAt: string;
-	epoch: number;
-	seq: number;
-}
-export interface WireAnswer {
-	outcome: Answer["outcome"];
-	epoch: number;
-	seq: number;
-	slot?: WireSlot;
-	saleAt?: string;
-}
 
 type AllocatorThis = WithDb & WithNotify & {
 	config: Config;
 	actors: Map<string, ProductActor>;
-	store: PgActorStore;
+	store: ActorStore;
+	createActorStore(): ActorStore;
 	sweepTimer: NodeJS.Timeout | null;
 	actorFor(productId: string): ProductActor;
+	/** Existence lookups of products with no actor here, cached: an unknown id costs one read. */
+	known: Map<string, { exists: Promise<boolean>; until: number }>;
+	knownProduct(productId: string): Promise<boolean>;
+	/** When each product's actor last took a claim, for the idle release. */
+	lastClaimAt: Map<string, number>;
+	idleTimer: NodeJS.Timeout | null;
+	releaseIdleActors(): void;
+	releaseActor(productId: string): void;
 	ownsProduct(productId: string): boolean;
 	retireMovedActors(): void;
 	drainOutbox(slotIds: string[] | null): Promise<number>;
@@ -50,6 +46,8 @@ type AllocatorThis = WithDb & WithNotify & {
 	outboxDue: Set<string>;
 	outboxTimer: NodeJS.Timeout | null;
 	scheduleOutbox(): void;
+	/** The sale report's per-second and per-epoch facts, written off the claim path. */
+	claimStats: ClaimStats;
 };
 
 const wireSlot = (productId: string, s: ActiveSlot): WireSlot => ({
@@ -86,10 +84,15 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 		/** The hot path: one claim, decided by the product's actor on the node that owns it. */
 		claim: {
 			visibility: "public",
+			// Safe to repeat: a second claim of a buyer answers ALREADY_HOLDING; MOVED asks the strategy again.
+			retryPolicy: { enabled: true },
 			strategy: "ProductAffinity",
 			params: { productId: { type: "string", max: 24 }, userId: { type: "string", max: 24 } },
 			async handler(this: AllocatorThis, ctx: Ctx<{ productId: string; userId: string }>): Promise<WireAnswer> {
 				const { productId, userId } = ctx.params;
+				// An id that names no product gets no actor, no takeover and no metric series.
+				if (!this.actors.has(productId) && !(await this.knownProduct(productId))) throw notFound("Product", "PRODUCT_NOT_FOUND");
+				this.lastClaimAt.set(productId, Date.now());
 				const actor = this.actorFor(productId);
 				let a: Answer;
 				try {
@@ -113,6 +116,7 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 		/** Current sold-out flags of this node's actors, for a gateway that starts mid-sale. */
 		flags: {
 			visibility: "public",
+			retryPolicy: { enabled: true },
 			params: {},
 			handler(this: AllocatorThis): SoldOutFlag[] {
 				return [...this.actors.values()].map(a => a.currentFlag()).filter((f): f is SoldOutFlag => f !== null);
@@ -131,11 +135,14 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 	},
 
 	events: {
-		[PRODUCT_CHANGED_EVENT](this: AllocatorThis, ctx: Context<{ id: string }>) {
+		[PRODUCT_CHANGED](this: AllocatorThis, ctx: Context<ProductChanged>) {
 			// Stock, schedule or existence changed: the actor takes the product over again before its next decision.
-			this.actors.get(ctx.params.id)?.invalidate();
+			this.known.delete(ctx.params.id);
+			const actor = this.actors.get(ctx.params.id);
+			if (ctx.params.deleted && actor?.idle) this.releaseActor(ctx.params.id);
+			else actor?.invalidate();
 		},
-		"slots.paid"(this: AllocatorThis, ctx: Context<{ slotId: string; productId?: string }>) {
+		[SLOT_PAID](this: AllocatorThis, ctx: Context<SlotPaid>) {
 			if (ctx.params.productId) this.actors.get(ctx.params.productId)?.markPaid(ctx.params.slotId);
 		},
 		"$node.connected"(this: AllocatorThis) {
@@ -150,6 +157,11 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 	},
 
 	methods: {
+		/** The actors' only I/O. A method so that a test can wrap it (faults) without the store knowing. */
+		createActorStore(this: AllocatorThis): ActorStore {
+			return new PgActorStore(this.db, this.config.slotTtlSeconds);
+		},
+
 		actorFor(this: AllocatorThis, productId: string): ProductActor {
 			let actor = this.actors.get(productId);
 			if (actor && !actor.isGone) return actor;
@@ -167,18 +179,21 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 						for (const s of slots) this.outboxDue.add(s.id);
 						this.scheduleOutbox();
 						// Their remind and expire jobs are due (the grant left jobs_scheduled_at NULL).
-						this.broker.emit(SLOTS_GRANTED_EVENT, { count: slots.length });
+						this.broker.emit(SLOTS_GRANTED, { productId, count: slots.length } satisfies SlotsGranted);
 					},
 					flag: flag => {
 						metrics.set(METRICS.remaining, this.actors.get(productId)?.remaining ?? 0, { product: productId });
-						this.broker.broadcast(FLAG_EVENT, flag);
+						this.broker.broadcast(SOLD_OUT_FLAG, flag);
 					},
 					tookOver: epoch => {
 						metrics.increment(METRICS.takeovers, { product: productId });
 						this.logger.info(`Took product ${productId} over at epoch ${epoch}.`);
 					},
 					commitFailed: reason => metrics.increment(METRICS.commitFailures, { reason }),
-					answered: outcome => metrics.increment(METRICS.claims, { outcome, source: "allocator" }),
+					answered: (outcome, epoch, seq) => {
+						metrics.increment(METRICS.claims, { outcome, source: "allocator" });
+						this.claimStats.record(productId, outcome, epoch, seq);
+					},
 					stillOwner: () => this.ownsProduct(productId),
 				},
 				{
@@ -192,6 +207,50 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 			);
 			this.actors.set(productId, actor);
 			return actor;
+		},
+
+		async knownProduct(this: AllocatorThis, productId: string): Promise<boolean> {
+			if (!isId(productId)) return false;
+			const now = Date.now();
+			const hit = this.known.get(productId);
+			if (hit && hit.until > now) return hit.exists;
+			if (this.known.size >= KNOWN_PRODUCTS_MAX) this.known.clear();
+			const exists = productExists(this.db, productId);
+			this.known.set(productId, { exists, until: now + UNKNOWN_PRODUCT_TTL_MS });
+			try {
+				const found = await exists;
+				// A product that exists gets its actor now; only "unknown" needs remembering.
+				if (found) this.known.delete(productId);
+				return found;
+			} catch (err) {
+				this.known.delete(productId);
+				throw refusedForNow(`The sale is not reachable just now; try again (${(err as Error).message})`, "UNAVAILABLE", 1);
+			}
+		},
+
+		/**
+		 * Releases actors that took no claim for ALLOCATOR_IDLE_RELEASE_MS (a finished sale, a product
+		 * nobody wants) and actors of products that are gone. Their state is in PostgreSQL: a later
+		 * claim takes the product over again.
+		 */
+		releaseIdleActors(this: AllocatorThis) {
+			const now = Date.now();
+			for (const [productId, actor] of this.actors) {
+				if (!actor.idle) continue;
+				if (actor.isGone || now - (this.lastClaimAt.get(productId) ?? 0) >= this.config.allocatorIdleReleaseMs) {
+					this.releaseActor(productId);
+				}
+			}
+		},
+
+		releaseActor(this: AllocatorThis, productId: string) {
+			this.actors.delete(productId);
+			this.lastClaimAt.delete(productId);
+			// Its gauges go with it: labelled series exist only for the actors this node holds.
+			for (const name of [METRICS.queueDepth, METRICS.remaining]) {
+				const m = this.broker.metrics.getMetric(name) as unknown as { values: Map<string, unknown>; hashingLabels(l: object): string; setDirty(): void } | null;
+				if (m?.values.delete(m.hashingLabels({ product: productId }))) m.setDirty();
+			}
 		},
 
 		/** Whether this node is the product's owner in its own view of the allocator nodes. */
@@ -233,8 +292,8 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 		async drainOutbox(this: AllocatorThis, slotIds: string[] | null): Promise<number> {
 			if (!this.db?.isInitialized) return 0;
 			return this.db.transaction(async em => {
-				const rows: { id: string; email: string; login_id: string; name: string; expires_at: Date; slot_id: string }[] = await em.query(
-					`SELECT o.id, o.slot_id, u.email, u.login_id, p.name, s.expires_at
+				const rows: { id: string; email: string; login_id: string; name: string; expires_at: Date; slot_id: string; product_id: string }[] = await em.query(
+					`SELECT o.id, o.slot_id, u.email, u.login_id, p.name, s.expires_at, p.id AS product_id
 					 FROM outbox o JOIN slots s ON s.id = o.slot_id JOIN users u ON u.id = s.user_id JOIN products p ON p.id = s.product_id
 					 WHERE o.done_at IS NULL AND o.topic = 'slot.granted'
 					   AND ${slotIds ? "o.slot_id = ANY($1::bigint[])" : "o.created_at < now() - make_interval(secs => $1)"}
@@ -242,16 +301,20 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 					 FOR UPDATE OF o SKIP LOCKED`,
 					[slotIds ?? OUTBOX_SWEEP_MS / 1000]
 				);
-				for (const r of rows) {
-					await this.notify({
-						kind: "slot.granted",
+				// One publish for the whole drained batch; marked done only once it was accepted.
+				await this.notifyMany(
+					rows.map(r => ({
+						...buyerMessages.slotGranted(this.config.locale, {
+							loginId: r.login_id,
+							productName: r.name,
+							expiresAt: r.expires_at,
+							payUrl: `${this.config.publicUrl}/p/${r.product_id}`,
+						}),
 						channel: "email",
 						recipient: r.email,
-						subject: `Your slot for ${r.name}`,
-						text: `Hello ${r.login_id}, you got a slot for ${r.name}. Pay before ${new Date(r.expires_at).toISOString()} or it goes back on sale.`,
 						dedupeKey: `outbox-${r.id}`,
-					});
-				}
+					}))
+				);
 				if (rows.length)
 					await em.query(`UPDATE outbox SET done_at = now() WHERE id = ANY($1::bigint[])`, [rows.map(r => r.id)]);
 				return rows.length;
@@ -261,6 +324,9 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 
 	created(this: AllocatorThis) {
 		this.actors = new Map();
+		this.known = new Map();
+		this.lastClaimAt = new Map();
+		this.idleTimer = null;
 		this.outboxDue = new Set();
 		this.outboxTimer = null;
 		this.sweepTimer = null;
@@ -268,20 +334,25 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 	},
 
 	started(this: AllocatorThis) {
-		this.store = new PgActorStore(this.db, this.config.slotTtlSeconds);
+		this.store = this.createActorStore();
+		this.claimStats = new ClaimStats(() => this.db, msg => this.logger.warn(msg)).start();
 		const sweep = () => {
 			this.drainOutbox(null)
+				.then(() => pruneSentOutbox(this.db, OUTBOX_KEEP_SENT_SECONDS))
 				.catch(err => this.logger.warn("outbox sweep:", err.message))
 				.finally(() => {
 					if (this.sweepTimer) this.sweepTimer = setTimeout(sweep, OUTBOX_SWEEP_MS);
 				});
 		};
 		this.sweepTimer = setTimeout(sweep, OUTBOX_SWEEP_MS);
+		this.idleTimer = setInterval(() => this.releaseIdleActors(), Math.max(100, Math.floor(this.config.allocatorIdleReleaseMs / 4)));
 	},
 
-	stopped(this: AllocatorThis) {
+	async stopped(this: AllocatorThis) {
+		await this.claimStats?.stop();
 		if (this.outboxTimer) clearTimeout(this.outboxTimer);
 		if (this.sweepTimer) clearTimeout(this.sweepTimer);
+		if (this.idleTimer) clearInterval(this.idleTimer);
 		this.sweepTimer = null;
 	},
 };

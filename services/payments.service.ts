@@ -4,25 +4,16 @@ import type { Config } from "../config";
 import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
 import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
+import { buyerMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { badRequest, conflict, invalid, notFound, StoreClientError, unauthorized } from "../lib/errors";
-import { isId, rowsOf } from "../lib/sql";
+import { createHash } from "node:crypto";
+import { isId } from "../lib/sql";
 import { PaymentProvider, providers } from "./payments/index";
+import * as sql from "./payments/sql";
+import type { PaymentRow } from "./payments/sql";
+import { SLOT_PAID, SlotPaid } from "../contracts";
 
-/** Emitted when a slot is paid: its remind and expire jobs can go. */
-export const SLOT_PAID_EVENT = "slots.paid";
-
-interface PaymentRow {
-	id: string;
-	slot_id: string;
-	user_id: string;
-	method: string;
-	amount: string;
-	status: "PENDING" | "SUCCESS" | "FAILED";
-	failure_reason: string | null;
-	details: Record<string, unknown>;
-	idempotency_key: string;
-}
 
 export interface PublicPayment {
 	id: string;
@@ -51,9 +42,20 @@ type PaymentsThis = WithDb & WithNotify & {
 	/** Each method's own fields, checked with Moleculer's validator. */
 	fieldChecks: Map<string, (o: unknown) => true | unknown[]>;
 	ownPayment(em: EntityManager, id: string, userId: string, lock?: boolean): Promise<PaymentRow>;
-	fail(em: EntityManager, id: string, reason: string): Promise<PaymentRow>;
 	tell(p: PaymentRow, kind: "payment.receipt" | "payment.failed"): Promise<void>;
 };
+
+/**
+ * What an Idempotency-Key stands for: the slot, the method and the method's own fields. A replay
+ * with another body under the same key is a different request, not a repeat.
+ */
+function requestHash(slotId: string, method: string, fields: Record<string, unknown>): string {
+	const sorted = Object.keys(fields).sort().map(k => [k, fields[k]]);
+	return createHash("sha256").update(JSON.stringify([slotId, method, sorted])).digest("hex");
+}
+
+const keyReused = () =>
+	conflict("This Idempotency-Key was used for another request (another slot or another body)", "IDEMPOTENCY_KEY_REUSED");
 
 function buyerOf(ctx: Ctx<unknown>): string {
 	if (!ctx.meta.user) throw unauthorized();
@@ -86,33 +88,32 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 				if (verdict !== true) throw invalid(`Invalid fields for ${provider.method}`, { fields: (verdict as { field: string; message: string }[]).map(v => ({ field: v.field, message: v.message })) } as never);
 				if (!isId(ctx.params.id)) throw notFound("Slot", "SLOT_NOT_FOUND");
 
+				const hash = requestHash(ctx.params.id, provider.method, fields);
 				const payment = await this.db.transaction(async em => {
-					const [again] = (await em.query(`SELECT * FROM payments WHERE user_id = $1 AND idempotency_key = $2`, [userId, key])) as PaymentRow[];
+					const again = await sql.paymentByKey(em, userId, key);
 					if (again) {
-						if (String(again.slot_id) !== ctx.params.id)
-							throw conflict("This Idempotency-Key was used for another slot", "IDEMPOTENCY_KEY_REUSED");
+						if (again.request_hash !== hash) throw keyReused();
 						return again;
 					}
-					const [slot] = (await em.query(
-						`SELECT s.id, s.status, s.expires_at <= now() AS past, p.price FROM slots s JOIN products p ON p.id = s.product_id
-						 WHERE s.id = $1 AND s.user_id = $2`,
-						[ctx.params.id, userId]
-					)) as { id: string; status: string; past: boolean; price: string }[];
+					const slot = await sql.slotToPay(em, ctx.params.id, userId);
 					// Someone else's slot is not found, as far as this buyer can tell.
 					if (!slot) throw notFound("Slot", "SLOT_NOT_FOUND");
 					if (slot.status === "EXPIRED" || (slot.status === "HELD" && slot.past)) throw slotExpired();
 					if (slot.status !== "HELD") throw conflict("This slot is not held (already paid)", "SLOT_NOT_HELD");
-					const inserted = rowsOf<PaymentRow>(
-						await em.query(
-							`INSERT INTO payments (slot_id, user_id, method, amount, details, idempotency_key)
-							 VALUES ($1, $2, $3, $4, $5, $6)
-							 ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING *`,
-							[slot.id, userId, provider.method, slot.price, JSON.stringify(provider.details(fields)), key]
-						)
-					);
-					if (inserted.length) return inserted[0];
-					// The same key raced in: the other request's payment is this one.
-					return ((await em.query(`SELECT * FROM payments WHERE user_id = $1 AND idempotency_key = $2`, [userId, key])) as PaymentRow[])[0];
+					const inserted = await sql.insertPayment(em, {
+						slotId: slot.id,
+						userId,
+						method: provider.method,
+						amount: slot.price,
+						details: provider.details(fields),
+						key,
+						requestHash: hash,
+					});
+					if (inserted) return inserted;
+					// The same key raced in: the other request's payment is this one, if it asked the same.
+					const raced = (await sql.paymentByKey(em, userId, key))!;
+					if (raced.request_hash !== hash) throw keyReused();
+					return raced;
 				});
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/payments/${payment.id}`;
@@ -129,48 +130,40 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 				if (before.status === "FAILED")
 					throw conflict("This payment already failed; start a new one", "PAYMENT_FAILED", { payment: publicPayment(before) });
 
-				const [{ points }] = (await this.db.query(`SELECT points FROM users WHERE id = $1`, [userId])) as { points: number }[];
+				const points = await sql.pointsOf(this.db, userId);
 				const provider = this.providers.get(before.method)!;
-				// The gateway is called outside any transaction: no row lock waits on the network.
-				const charge = await provider.charge({ paymentId: String(before.id), userId, amount: Number(before.amount), details: before.details, pointsBalance: points });
+				// The gateway is called outside any transaction (no row lock waits on the network), keyed
+				// by the payment: a second confirm (a repeat, a race) is answered without a second charge.
+				const charge = await provider.charge({
+					idempotencyKey: `payment-${before.id}`,
+					paymentId: String(before.id),
+					userId,
+					amount: Number(before.amount),
+					details: before.details,
+					pointsBalance: points,
+				});
 
 				const { payment, error, productId } = await this.db.transaction(async (em): Promise<{ payment: PaymentRow; error: string | null; productId?: string }> => {
 					const p = await this.ownPayment(em, ctx.params.id, userId, true);
 					if (p.status !== "PENDING") return { payment: p, error: null }; // a concurrent confirm decided it
-					if (!charge.approved) return { payment: await this.fail(em, p.id, "PAYMENT_DECLINED"), error: "DECLINED" as const };
-					const paid = rowsOf<{ id: string; product_id: string }>(
-						await em.query(
-							`UPDATE slots SET status = 'PAID', paid_at = now() WHERE id = $1 AND status = 'HELD' AND expires_at > now() RETURNING id, product_id`,
-							[p.slot_id]
-						)
-					);
-					if (paid.length === 0) {
+					if (!charge.approved) return { payment: await sql.markFailed(em, p.id, "PAYMENT_DECLINED"), error: "DECLINED" as const };
+					const paid = await sql.paySlot(em, p.slot_id);
+					if (!paid) {
 						// The expiry won the race (a real gateway would void the charge here).
-						const [slot] = (await em.query(`SELECT status FROM slots WHERE id = $1`, [p.slot_id])) as { status: string }[];
-						const reason = slot.status === "PAID" ? "SLOT_NOT_HELD" : "SLOT_EXPIRED";
-						return { payment: await this.fail(em, p.id, reason), error: reason };
+						const reason = (await sql.slotStatusOf(em, p.slot_id)) === "PAID" ? "SLOT_NOT_HELD" : "SLOT_EXPIRED";
+						return { payment: await sql.markFailed(em, p.id, reason), error: reason };
 					}
-					if (p.method === "points") {
-						// Points are whole: a price with cents costs the next whole point. Another
-						// points payment may have spent the balance since the check: then it is a decline.
-						const spent = rowsOf(
-							await em.query(`UPDATE users SET points = points - ceil($2::numeric)::int WHERE id = $1 AND points >= ceil($2::numeric) RETURNING points`, [
-								userId,
-								p.amount,
-							])
-						);
-						if (spent.length === 0) {
-							await em.query(`UPDATE slots SET status = 'HELD', paid_at = NULL WHERE id = $1`, [p.slot_id]);
-							return { payment: await this.fail(em, p.id, "PAYMENT_DECLINED"), error: "DECLINED" as const };
-						}
+					// Another points payment may have spent the balance since the check: then it is a decline.
+					if (p.method === "points" && !(await sql.spendPoints(em, userId, p.amount))) {
+						await sql.unpaySlot(em, p.slot_id);
+						return { payment: await sql.markFailed(em, p.id, "PAYMENT_DECLINED"), error: "DECLINED" as const };
 					}
-					const [done] = rowsOf<PaymentRow>(await em.query(`UPDATE payments SET status = 'SUCCESS', updated_at = now() WHERE id = $1 RETURNING *`, [p.id]));
-					return { payment: done, error: null, productId: String(paid[0].product_id) };
+					return { payment: await sql.markSucceeded(em, p.id), error: null, productId: String(paid.product_id) };
 				});
 
 				if (error === null && payment.status === "SUCCESS") {
 					// Broadcast: the slots service drops the jobs, the product's actor (wherever it runs) marks it PAID.
-					this.broker.broadcast(SLOT_PAID_EVENT, { slotId: String(payment.slot_id), productId });
+					this.broker.broadcast(SLOT_PAID, { slotId: String(payment.slot_id), productId } satisfies SlotPaid);
 					await this.tell(payment, "payment.receipt");
 					return { payment: publicPayment(payment) };
 				}
@@ -186,6 +179,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 		},
 
 		get: {
+			retryPolicy: { enabled: true },
 			params: { id: { type: "string", max: 40 } },
 			async handler(this: PaymentsThis, ctx: Ctx<{ id: string }>) {
 				return { payment: publicPayment(await this.ownPayment(this.db.manager, ctx.params.id, buyerOf(ctx))) };
@@ -193,9 +187,10 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 		},
 
 		mine: {
+			retryPolicy: { enabled: true },
 			params: {},
 			async handler(this: PaymentsThis, ctx: Ctx) {
-				const rows = (await this.db.query(`SELECT * FROM payments WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 500`, [buyerOf(ctx)])) as PaymentRow[];
+				const rows = await sql.paymentsOf(this.db, buyerOf(ctx));
 				return { payments: rows.map(publicPayment) };
 			},
 		},
@@ -204,34 +199,27 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 	methods: {
 		async ownPayment(this: PaymentsThis, em: EntityManager, id: string, userId: string, lock = false) {
 			if (!isId(id)) throw notFound("Payment", "PAYMENT_NOT_FOUND");
-			const [p] = (await em.query(`SELECT * FROM payments WHERE id = $1 AND user_id = $2 ${lock ? "FOR UPDATE" : ""}`, [id, userId])) as PaymentRow[];
+			const p = await sql.paymentOf(em, id, userId, lock);
 			if (!p) throw notFound("Payment", "PAYMENT_NOT_FOUND");
-			return p;
-		},
-
-		async fail(this: PaymentsThis, em: EntityManager, id: string, reason: string) {
-			const [p] = rowsOf<PaymentRow>(
-				await em.query(`UPDATE payments SET status = 'FAILED', failure_reason = $2, updated_at = now() WHERE id = $1 RETURNING *`, [id, reason])
-			);
 			return p;
 		},
 
 		/** The buyer is told the result either way: a receipt, or why it failed. */
 		async tell(this: PaymentsThis, p: PaymentRow, kind: "payment.receipt" | "payment.failed") {
-			const [who] = (await this.db.query(
-				`SELECT u.email, u.login_id, pr.name FROM users u JOIN slots s ON s.id = $2 JOIN products pr ON pr.id = s.product_id WHERE u.id = $1`,
-				[p.user_id, p.slot_id]
-			)) as { email: string; login_id: string; name: string }[];
-			const ok = kind === "payment.receipt";
+			const who = await sql.receiptFacts(this.db, p.user_id, p.slot_id);
+			const locale = this.config.locale;
+			const facts = { loginId: who.login_id, productName: who.name, paymentId: String(p.id) };
 			await this.notify({
-				kind,
+				...(kind === "payment.receipt"
+					? buyerMessages.paymentReceipt(locale, { ...facts, amount: Number(p.amount), method: p.method, paidAt: (p as { updated_at?: Date }).updated_at ?? new Date() })
+					: buyerMessages.paymentFailed(locale, {
+							...facts,
+							reason: String(p.failure_reason),
+							payUrl: `${this.config.publicUrl}/p/${who.product_id}`,
+							canRetry: p.failure_reason === "PAYMENT_DECLINED",
+						})),
 				channel: "email",
 				recipient: who.email,
-				subject: ok ? `Receipt: ${who.name}` : `Your payment for ${who.name} failed`,
-				text: ok
-					? `Hello ${who.login_id}, you paid ${Number(p.amount)} by ${p.method} for ${who.name}. Payment ${p.id}.`
-					: `Hello ${who.login_id}, your payment ${p.id} for ${who.name} failed (${p.failure_reason}).` +
-						(p.failure_reason === "PAYMENT_DECLINED" ? " You can try again while your slot is held." : ""),
 				dedupeKey: `${kind}-${p.id}`,
 			});
 		},

@@ -6,16 +6,26 @@ import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
 import type { Ctx } from "../lib/context";
 import { conflict, forbidden, invalid, notFound, unauthorized } from "../lib/errors";
-import { isId, rowsOf } from "../lib/sql";
+import { isId } from "../lib/sql";
+import { PRODUCT_CHANGED, ProductChanged } from "../contracts";
+import * as units from "./products/sql";
 
-/** Broadcast after any change of a product's stock or schedule, for caches and the allocator. */
-export const PRODUCT_CHANGED_EVENT = "products.changed";
+/** Reads may be retried after a timeout (moleculer.config.ts retries nothing else). */
+const IDEMPOTENT = { enabled: true };
+
 
 const MAX_STOCK = 1_000_000;
+/**
+ * Units laid out inside the create request; a larger stock is laid out in steps of this size after
+ * the answer (tracked by `stock_target`, resumed at start), so creating a product never nears the
+ * request timeout and is never repeated by a retry. Each step is one transaction that keeps
+ * AVAILABLE + HELD + PAID = stock.
+ */
+const UNITS_PER_STEP = 50_000;
 
 const fields = {
 	name: { type: "string", trim: true, min: 1, max: 200 },
-	description: { type: "string", max: 5000, optional: true },
+	description: { type: "string", max: 5000, optional: true, multiline: true },
 	price: { type: "number", min: 0, max: 9_999_999_999.99, convert: false },
 	stock: { type: "number", integer: true, min: 0, max: MAX_STOCK, convert: false },
 	saleAt: { type: "date", convert: true },
@@ -36,12 +46,19 @@ type ProductsThis = WithDb & {
 	view(em: EntityManager, p: Product): Promise<ReturnType<typeof publicProduct>>;
 	changeStock(em: EntityManager, p: Product, stock: number): Promise<void>;
 	announce(p: Product): void;
+	layOutStock(id: string): Promise<void>;
+	layingOut: Set<string>;
 };
 
 function requireAdmin(ctx: Ctx<unknown>) {
 	if (!ctx.meta.user) throw unauthorized();
 	if (ctx.meta.user.role !== "admin") throw forbidden();
 }
+
+const hasOrders = (p: Product) =>
+	conflict("This product has orders (a unit was held, paid or expired); its schedule and existence are final", "PRODUCT_HAS_ORDERS", {
+		saleAt: p.saleAt.toISOString(),
+	});
 
 function validSaleAt(d: Date): Date {
 	if (Number.isNaN(d.getTime())) throw invalid("The 'saleAt' field must be a valid date.");
@@ -54,6 +71,7 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 
 	actions: {
 		list: {
+			retryPolicy: IDEMPOTENT,
 			params: {},
 			async handler(this: ProductsThis) {
 				const products = await this.db.getRepository(Product).find({ order: { saleAt: "ASC", id: "ASC" } });
@@ -65,15 +83,17 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 
 		/** Every product's opening time, for the gateways' not-open fast path. */
 		schedule: {
+			retryPolicy: IDEMPOTENT,
 			visibility: "public",
 			params: {},
 			async handler(this: ProductsThis) {
-				const rows: { id: string; sale_at: Date }[] = await this.db.query(`SELECT id, sale_at FROM products`);
+				const rows = await units.schedule(this.db);
 				return rows.map(r => ({ id: String(r.id), saleAt: r.sale_at.toISOString() }));
 			},
 		},
 
 		get: {
+			retryPolicy: IDEMPOTENT,
 			params: { id: idParam },
 			async handler(this: ProductsThis, ctx: Ctx<{ id: string }>) {
 				const p = await this.load(this.db.manager, ctx.params.id);
@@ -86,21 +106,27 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 			async handler(this: ProductsThis, ctx: Ctx<ProductFields>) {
 				requireAdmin(ctx);
 				const { name, description, price, stock, saleAt } = ctx.params;
+				const inline = stock <= UNITS_PER_STEP;
 				const product = await this.db.transaction(async em => {
 					const p = await em.getRepository(Product).save(
-						em.getRepository(Product).create({ name, description: description ?? "", price, stock, saleAt: validSaleAt(saleAt) })
+						em.getRepository(Product).create({
+							name,
+							description: description ?? "",
+							price,
+							stock: inline ? stock : 0,
+							stockTarget: inline ? null : stock,
+							saleAt: validSaleAt(saleAt),
+						})
 					);
 					// One AVAILABLE row per unit of stock: the rows the allocator hands out.
-					await em.query(
-						`INSERT INTO slots (product_id, unit) SELECT $1, u FROM generate_series(1, $2::int) AS u`,
-						[p.id, stock]
-					);
+					if (inline) await units.createUnits(em, p.id, stock);
 					return p;
 				});
 				this.announce(product);
+				if (!inline) void this.layOutStock(String(product.id));
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/products/${product.id}`;
-				return { product: publicProduct(product, stock) };
+				return { product: publicProduct(product, product.stock) };
 			},
 		},
 
@@ -120,7 +146,15 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 				const product = await this.db.transaction(async em => {
 					// The row lock serialises stock changes with each other and with deletes.
 					const p = await this.load(em, id, true);
-					if (stock !== undefined && stock !== p.stock) await this.changeStock(em, p, stock);
+					// Once a unit left AVAILABLE the schedule is history: moving it would reopen a sale
+					// that has orders (and, moved into the future, let it be deleted).
+					if (rest.saleAt !== undefined && validSaleAt(rest.saleAt).getTime() !== p.saleAt.getTime() && (await units.hasOrders(em, p.id)))
+						throw hasOrders(p);
+					if (stock !== undefined) {
+						// An explicit stock ends any layout in progress: the admin's number wins.
+						p.stockTarget = null;
+						if (stock !== p.stock) await this.changeStock(em, p, stock);
+					}
 					if (rest.name !== undefined) p.name = rest.name;
 					if (rest.description !== undefined) p.description = rest.description;
 					if (rest.price !== undefined) p.price = rest.price;
@@ -138,14 +172,17 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 				requireAdmin(ctx);
 				const removed = await this.db.transaction(async em => {
 					const p = await this.load(em, ctx.params.id, true);
+					// Slots and payments are orders: never deleted with the product (the foreign keys
+					// RESTRICT too, should this check ever miss one).
+					if (await units.hasOrders(em, p.id)) throw hasOrders(p);
 					if (Date.now() >= p.saleAt.getTime())
 						throw conflict("The sale of this product has started; it can no longer be deleted", "SALE_STARTED", {
 							saleAt: p.saleAt.toISOString(),
 						});
-					await em.query(`DELETE FROM products WHERE id = $1`, [p.id]);
+					await units.deleteUnorderedProduct(em, p.id);
 					return p;
 				});
-				this.broker.broadcast(PRODUCT_CHANGED_EVENT, { id: String(removed.id), deleted: true });
+				this.broker.broadcast(PRODUCT_CHANGED, { id: String(removed.id), deleted: true } satisfies ProductChanged);
 				ctx.meta.$statusCode = 204;
 				return null;
 			},
@@ -160,16 +197,8 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 			return p;
 		},
 
-		async remainingOf(this: ProductsThis, em: EntityManager, ids: string[]) {
-			const out = new Map<string, number>();
-			if (ids.length === 0) return out;
-			const rows: { product_id: string; free: string }[] = await em.query(
-				`SELECT product_id, count(*) AS free FROM slots
-				 WHERE product_id = ANY($1::bigint[]) AND status = 'AVAILABLE' GROUP BY product_id`,
-				[ids]
-			);
-			for (const r of rows) out.set(String(r.product_id), Number(r.free));
-			return out;
+		remainingOf(this: ProductsThis, em: EntityManager, ids: string[]) {
+			return units.remainingOf(em, ids);
 		},
 
 		async view(this: ProductsThis, em: EntityManager, p: Product) {
@@ -182,53 +211,70 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 		 * rows, highest units first. Never below HELD + PAID. Runs under the product's row lock.
 		 */
 		async changeStock(this: ProductsThis, em: EntityManager, p: Product, stock: number) {
-			const [counts] = (await em.query(
-				`SELECT count(*) FILTER (WHERE status IN ('HELD', 'PAID')) AS active,
-				        count(*) FILTER (WHERE status = 'AVAILABLE') AS free
-				 FROM slots WHERE product_id = $1`,
-				[p.id]
-			)) as { active: string; free: string }[];
-			const active = Number(counts.active);
+			const { active } = await units.unitCounts(em, p.id);
 			if (stock < active)
 				throw conflict(`Stock cannot go below the ${active} slots held or paid`, "STOCK_BELOW_HELD", { held: active, stock: p.stock });
 			const delta = stock - p.stock;
-			if (delta > 0) {
-				await em.query(
-					`INSERT INTO slots (product_id, unit)
-					 SELECT $1, u FROM generate_series(1, $2::int) AS u
-					 WHERE NOT EXISTS (SELECT 1 FROM slots s WHERE s.product_id = $1 AND s.unit = u AND s.status <> 'EXPIRED')
-					 ORDER BY u LIMIT $3`,
-					[p.id, stock, delta]
-				);
-			} else {
-				const removed = rowsOf(
-					await em.query(
-						`DELETE FROM slots WHERE id IN (
-							SELECT id FROM slots WHERE product_id = $1 AND status = 'AVAILABLE'
-							ORDER BY unit DESC LIMIT $2 FOR UPDATE)
-						 RETURNING id`,
-						[p.id, -delta]
-					)
-				);
-				if (removed.length !== -delta)
-					throw conflict("Free slots changed while lowering stock; try again", "STOCK_CHANGED");
-			}
+			if (delta > 0) await units.addUnits(em, p.id, stock, delta);
+			else if ((await units.removeFreeUnits(em, p.id, -delta)) !== -delta)
+				throw conflict("Free slots changed while lowering stock; try again", "STOCK_CHANGED");
 			// Invariant: AVAILABLE + HELD + PAID = stock.
-			const [{ live }] = (await em.query(
-				`SELECT count(*) AS live FROM slots WHERE product_id = $1 AND status <> 'EXPIRED'`,
-				[p.id]
-			)) as { live: string }[];
-			if (Number(live) !== stock) throw new Error(`invariant broken: ${live} live slot rows for stock ${stock}`);
+			const { live } = await units.unitCounts(em, p.id);
+			if (live !== stock) throw new Error(`invariant broken: ${live} live slot rows for stock ${stock}`);
 			p.stock = stock;
 		},
 
+		/**
+		 * Lays a large stock out in steps, each one transaction under the product's row lock that
+		 * adds units and raises `stock` with them, announced like any stock change. The admin follows
+		 * `stock` growing to `stockTarget`; a node that stops mid-way is resumed by the next start.
+		 */
+		async layOutStock(this: ProductsThis, id: string) {
+			if (this.layingOut.has(id)) return;
+			this.layingOut.add(id);
+			try {
+				for (;;) {
+					const p = await this.db.transaction(async em => {
+						const p = await em.getRepository(Product).findOne({ where: { id }, lock: { mode: "pessimistic_write" } });
+						if (!p || p.stockTarget === null) return null;
+						// While a layout runs the live units are exactly 1..stock (an admin's stock change ends
+						// the layout; claims and reclaims keep units), so the next ones follow on.
+						const next = Math.min(p.stockTarget, p.stock + UNITS_PER_STEP);
+						await units.createUnits(em, p.id, next, p.stock + 1);
+						p.stock = next;
+						if (next === p.stockTarget) p.stockTarget = null;
+						return em.getRepository(Product).save(p);
+					});
+					if (!p) return;
+					this.announce(p);
+					if (p.stockTarget === null) return;
+				}
+			} catch (err) {
+				this.logger.warn(`Laying out the stock of product ${id}:`, (err as Error).message);
+			} finally {
+				this.layingOut.delete(id);
+			}
+		},
+
 		announce(this: ProductsThis, p: Product) {
-			this.broker.broadcast(PRODUCT_CHANGED_EVENT, {
+			this.broker.broadcast(PRODUCT_CHANGED, {
 				id: String(p.id),
 				stock: p.stock,
 				saleAt: p.saleAt.toISOString(),
-			});
+			} satisfies ProductChanged);
 		},
+	},
+
+	created(this: ProductsThis) {
+		this.layingOut = new Set();
+	},
+
+	started(this: ProductsThis) {
+		// Stock layouts a stopped node left unfinished.
+		units.productsBelowTarget(this.db).then(
+			ids => ids.forEach(id => void this.layOutStock(id)),
+			err => this.logger.warn("resuming stock layouts:", err.message)
+		);
 	},
 };
 

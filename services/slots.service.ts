@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Config } from "../config";
 import { Slot } from "../entities";
@@ -6,14 +7,15 @@ import { AgendaLike, AgendaMixin, WithAgenda } from "../mixins/agenda.mixin";
 import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
 import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
+import { buyerMessages, operatorMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { unauthorized } from "../lib/errors";
-import { PRODUCT_CHANGED_EVENT } from "./products.service";
+import { expireAndReclaim } from "./slots/sql";
+import { PRODUCT_CHANGED, ProductChanged, SLOT_PAID, SlotPaid, SLOTS_GRANTED, SLOTS_RECLAIMED, SlotsReclaimed, MessageBody } from "../contracts";
 
-/** Emitted after slots were reclaimed, for the operators' channels and dashboards. */
-export const SLOTS_RECLAIMED_EVENT = "slots.reclaimed";
-/** Emitted by the allocator after a batch of grants commits: their jobs are due. */
-export const SLOTS_GRANTED_EVENT = "slots.granted";
+/** Agenda's job table on its PostgreSQL backend (the backend's default name; the mixin keeps it). */
+const AGENDA_JOBS_TABLE = "agenda_jobs";
+
 /** Jobs are scheduled this long after the grants that made them due, many batches together. */
 const JOBS_COALESCE_MS = 50;
 
@@ -21,10 +23,12 @@ type SlotsThis = WithDb & WithNotify & WithAgenda & {
 	config: Config;
 	sweepTimer: NodeJS.Timeout | null;
 	jobsTimer: NodeJS.Timeout | null;
-	reclaim(onlySlotId?: string): Promise<{ id: string; productId: string; userId: string }[]>;
+	reclaim(one?: { slotId: string; evenIfNotDue: boolean }): Promise<{ id: string; productId: string; userId: string }[]>;
 	scheduleDueJobs(): Promise<number>;
+	scheduleDueJobsOneByOne(): Promise<number>;
 	scheduleSoon(): void;
 	remind(slotId: string): Promise<boolean>;
+	tellReclaimed(slotIds: string[]): Promise<void>;
 };
 
 /**
@@ -39,6 +43,7 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 
 	actions: {
 		mine: {
+			retryPolicy: { enabled: true },
 			params: {},
 			async handler(this: SlotsThis, ctx: Ctx) {
 				if (!ctx.meta.user) throw unauthorized();
@@ -56,7 +61,7 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 			visibility: "public",
 			params: { slotId: { type: "string", numeric: true, max: 20 } },
 			async handler(this: SlotsThis, ctx: Ctx<{ slotId: string }>) {
-				const reclaimed = await this.reclaim(ctx.params.slotId);
+				const reclaimed = await this.reclaim({ slotId: ctx.params.slotId, evenIfNotDue: true });
 				return { expired: reclaimed.length === 1 };
 			},
 		},
@@ -77,11 +82,11 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 	},
 
 	events: {
-		[SLOTS_GRANTED_EVENT](this: SlotsThis) {
+		[SLOTS_GRANTED](this: SlotsThis) {
 			this.scheduleSoon();
 		},
 		/** A paid slot's jobs can go; they would change nothing anyway (both are conditional). */
-		async "slots.paid"(this: SlotsThis, ctx: { params: { slotId: string } }) {
+		async [SLOT_PAID](this: SlotsThis, ctx: { params: SlotPaid }) {
 			await this.agenda?.cancel({ data: { slotId: ctx.params.slotId } }).catch(err => this.logger.warn("cancel jobs:", err.message));
 		},
 	},
@@ -89,34 +94,42 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 	methods: {
 		defineJobs(this: SlotsThis, agenda: AgendaLike) {
 			// Both jobs are conditional in the database, so running one twice (Agenda may, past its
-			// lock lifetime) or after a payment (cancelling is best effort) changes nothing.
+			// lock lifetime), early (a node whose clock runs ahead) or after a payment (cancelling is
+			// best effort) changes nothing.
 			agenda.define("slot.expire", async job => {
-				await this.reclaim(String(job.attrs.data.slotId));
+				await this.reclaim({ slotId: String(job.attrs.data.slotId), evenIfNotDue: false });
 			});
 			agenda.define("slot.remind", async job => {
 				await this.remind(String(job.attrs.data.slotId));
 			});
 		},
 
-		/** The reminder goes out once, and only while the slot is still HELD and unexpired. */
+		/**
+		 * The reminder goes out once, and only while the slot is still HELD, unexpired and inside its
+		 * reminder window by the database's clock (a job that fires early, or a slot whose expiry moved,
+		 * sends nothing; a second of slack covers the job firing on the dot).
+		 */
 		async remind(this: SlotsThis, slotId: string) {
-			const [rows]: [{ email: string; login_id: string; name: string; expires_at: Date }[], number] = await this.db.query(
-				`UPDATE slots s SET reminded_at = now()
+			const [rows]: [{ email: string; login_id: string; name: string; expires_at: Date; product_id: string }[], number] = await this.db.query(
+				`UPDATE slots s SET reminded_at = clock_timestamp()
 				 FROM users u, products p
-				 WHERE s.id = $1 AND s.status = 'HELD' AND s.expires_at > now() AND s.reminded_at IS NULL
+				 WHERE s.id = $1 AND s.status = 'HELD' AND s.expires_at > clock_timestamp() AND s.reminded_at IS NULL
+				   AND s.expires_at - make_interval(secs => $2) <= clock_timestamp() + interval '1 second'
 				   AND u.id = s.user_id AND p.id = s.product_id
-				 RETURNING u.email, u.login_id, p.name, s.expires_at`,
-				[slotId]
+				 RETURNING u.email, u.login_id, p.name, s.expires_at, s.product_id`,
+				[slotId, this.config.slotReminderBeforeSeconds]
 			);
 			if (rows.length === 0) return false;
 			const r = rows[0];
-			const minutes = Math.max(1, Math.round((new Date(r.expires_at).getTime() - Date.now()) / 60_000));
 			await this.notify({
-				kind: "slot.reminder",
+				...buyerMessages.slotReminder(this.config.locale, {
+					loginId: r.login_id,
+					productName: r.name,
+					expiresAt: r.expires_at,
+					payUrl: `${this.config.publicUrl}/p/${r.product_id}`,
+				}),
 				channel: "email",
 				recipient: r.email,
-				subject: `Your slot for ${r.name} expires in ${minutes} minute${minutes === 1 ? "" : "s"}`,
-				text: `Hello ${r.login_id}, your slot for ${r.name} expires at ${new Date(r.expires_at).toISOString()}. Pay before then or it goes back on sale.`,
 				dedupeKey: `remind-${slotId}`,
 			});
 			return true;
@@ -135,9 +148,54 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 		 * Schedules the remind and expire jobs of every grant whose jobs are due (the grant left
 		 * jobs_scheduled_at NULL), off the claim path, in bulk; the sweep calls it too, so a grant
 		 * whose node crashed before this ran still gets its jobs.
+		 *
+		 * On Agenda's PostgreSQL backend, up to 500 grants at a time in ONE statement: pick the due
+		 * slots (SKIP LOCKED, so `slots` nodes share the work), insert both jobs of each into
+		 * Agenda's table as job.save() would (name, priority 0, next_run_at, type 'normal', data
+		 * {slotId}), and mark the slots, atomically; instead of two INSERTs and two NOTIFYs per
+		 * grant. Agenda finds the rows on its next scan; only jobs due before that scan are
+		 * announced on its notification channel, as save() would. On MongoDB, job by job.
 		 */
 		async scheduleDueJobs(this: SlotsThis) {
 			if (!this.agenda) return 0;
+			const reminderSeconds = this.config.slotReminderBeforeSeconds;
+			if (!this.agendaPool) return this.scheduleDueJobsOneByOne();
+			let total = 0;
+			for (;;) {
+				const [r]: { slots: number; soon: { id: string; name: string; nextRunAt: string; priority: number }[] }[] = await this.db.query(
+					`WITH due AS (
+					   SELECT id, expires_at FROM slots WHERE status = 'HELD' AND jobs_scheduled_at IS NULL
+					   ORDER BY held_at LIMIT 500 FOR UPDATE SKIP LOCKED
+					 ), wanted AS (
+					   SELECT 'slot.remind' AS name, greatest(now(), d.expires_at - make_interval(secs => $1)) AS at, d.id FROM due d
+					   WHERE greatest(now(), d.expires_at - make_interval(secs => $1)) < d.expires_at
+					   UNION ALL
+					   SELECT 'slot.expire', d.expires_at, d.id FROM due d
+					 ), jobs AS (
+					   INSERT INTO ${AGENDA_JOBS_TABLE} (name, priority, next_run_at, type, data, disabled, fork, last_modified_by)
+					   SELECT w.name, 0, w.at, 'normal', jsonb_build_object('slotId', w.id::text), false, false, $2 FROM wanted w
+					   RETURNING id, name, next_run_at, priority
+					 ), marked AS (
+					   UPDATE slots s SET jobs_scheduled_at = now() FROM due WHERE s.id = due.id RETURNING 1
+					 )
+					 SELECT (SELECT count(*)::int FROM marked) AS slots,
+					        (SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, 'nextRunAt', next_run_at, 'priority', priority)), '[]')
+					         FROM jobs WHERE next_run_at <= now() + make_interval(secs => $3)) AS soon`,
+					[reminderSeconds, this.broker.nodeID, this.config.agendaProcessEveryMs / 1000]
+				);
+				const channel = this.agendaBackend?.notificationChannel as { state?: string; publish?(n: object): Promise<void> } | undefined;
+				if (channel?.publish && channel.state === "connected")
+					for (const j of r.soon)
+						await channel
+							.publish({ jobId: j.id, jobName: j.name, nextRunAt: new Date(j.nextRunAt), priority: j.priority, timestamp: new Date(), source: this.broker.nodeID })
+							.catch(err => this.logger.warn("agenda notification:", err.message));
+				total += r.slots;
+				if (r.slots < 500) return total;
+			}
+		},
+
+		/** scheduleDueJobs on a backend whose table this service does not know (MongoDB): Agenda's API, job by job. */
+		async scheduleDueJobsOneByOne(this: SlotsThis) {
 			let total = 0;
 			for (;;) {
 				const n = await this.db.transaction(async em => {
@@ -166,37 +224,56 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 			}
 		},
 
-		/** Expires overdue HELD slots, or (an operator's order) the one slot given, overdue or not. */
-		async reclaim(this: SlotsThis, onlySlotId?: string) {
-			const expired = await this.db.transaction(async em => {
-				// SKIP LOCKED: nodes sweeping at once share the work instead of queueing on it; the
-				// status and time are checked again by the UPDATE itself, so a payment that got there
-				// first wins.
-				const [rows]: [{ id: string; product_id: string; unit: number; user_id: string }[], number] = await em.query(
-					`UPDATE slots SET status = 'EXPIRED', expired_at = now(), expires_at = least(expires_at, now())
-					 WHERE id IN (
-					   SELECT id FROM slots WHERE status = 'HELD' AND ${onlySlotId ? "id = $1" : "expires_at <= now()"}
-					   ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
-					   AND status = 'HELD' ${onlySlotId ? "" : "AND expires_at <= now()"}
-					 RETURNING id, product_id, unit, user_id`,
-					onlySlotId ? [onlySlotId] : []
-				);
-				if (rows.length > 0)
-					await em.query(
-						`INSERT INTO slots (product_id, unit) SELECT * FROM unnest($1::bigint[], $2::int[])`,
-						[rows.map(r => r.product_id), rows.map(r => r.unit)]
-					);
-				return rows;
-			});
+		/**
+		 * Expires overdue HELD slots (the sweep), one slot if it is overdue (its job), or one slot
+		 * now, overdue or not (an operator's order). "Overdue" is judged by the database's clock at
+		 * the decision (clock_timestamp()), never a node's clock or the transaction's start.
+		 */
+		async reclaim(this: SlotsThis, one?: { slotId: string; evenIfNotDue: boolean }) {
+			const expired = await this.db.transaction(em => expireAndReclaim(em, one));
 			const products = [...new Set(expired.map(r => String(r.product_id)))];
 			// The allocator takes each product over again (the unit is free), which withdraws the
 			// gateways' sold-out flag; a lost message is caught by its own re-check.
-			for (const id of products) this.broker.broadcast(PRODUCT_CHANGED_EVENT, { id, reclaimed: true });
+			for (const id of products) this.broker.broadcast(PRODUCT_CHANGED, { id, reclaimed: true } satisfies ProductChanged);
 			if (expired.length) {
-				this.broker.emit(SLOTS_RECLAIMED_EVENT, { count: expired.length, products });
+				this.broker.emit(SLOTS_RECLAIMED, { count: expired.length, products } satisfies SlotsReclaimed);
 				this.logger.info(`Reclaimed ${expired.length} expired slot(s) of product(s) ${products.join(", ")}.`);
+				await this.tellReclaimed(expired.map(r => String(r.id))).catch(err => this.logger.warn("reclaim messages:", err.message));
 			}
 			return expired.map(r => ({ id: String(r.id), productId: String(r.product_id), userId: String(r.user_id) }));
+		},
+
+		/**
+		 * After a reclaim: each buyer hears that the slot expired, the operators how many units came
+		 * back. Sent after the commit, best effort (a crash in between loses these messages, not a unit).
+		 */
+		async tellReclaimed(this: SlotsThis, slotIds: string[]) {
+			const rows: { id: string; email: string; login_id: string; product_id: string; name: string }[] = await this.db.query(
+				`SELECT s.id, u.email, u.login_id, s.product_id, p.name
+				 FROM slots s JOIN users u ON u.id = s.user_id JOIN products p ON p.id = s.product_id WHERE s.id = ANY($1::bigint[])`,
+				[slotIds]
+			);
+			const locale = this.config.locale;
+			const expired: MessageBody[] = rows.map(r => ({
+				...buyerMessages.slotExpired(locale, { loginId: r.login_id, productName: r.name, productUrl: `${this.config.publicUrl}/p/${r.product_id}` }),
+				channel: "email",
+				recipient: r.email,
+				dedupeKey: `expired-${r.id}`,
+			}));
+			const byProduct = new Map<string, { id: string; name: string; count: number }>();
+			for (const r of rows) {
+				const p = byProduct.get(String(r.product_id)) ?? { id: String(r.product_id), name: r.name, count: 0 };
+				p.count += 1;
+				byProduct.set(p.id, p);
+			}
+			const operators: MessageBody = {
+				...operatorMessages.unitsReclaimed(locale, { count: rows.length, products: [...byProduct.values()] }),
+				channel: "operators",
+				recipient: "",
+				dedupeKey: `reclaimed-${createHash("sha1").update([...slotIds].sort().join(",")).digest("hex")}`,
+			};
+			// One publish for the lot.
+			await this.notifyMany([...expired, operators]);
 		},
 	},
 

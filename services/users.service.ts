@@ -6,16 +6,38 @@ import { publicUser } from "../entities/User";
 import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
 import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
+import { buyerMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { badRequest, conflict, isUniqueViolation, notFound, rateLimited, unauthorized } from "../lib/errors";
-import { rowsOf } from "../lib/sql";
+import { isId, rowsOf } from "../lib/sql";
 import { decoyHash, hashPassword, verifyPassword } from "../lib/passwords";
 import { acquireRedis, keyPrefix, releaseRedis } from "../lib/redis";
 import { FailureCounter, MemoryFailureCounter, RedisFailureCounter } from "../lib/throttle";
 import { signAccessToken } from "../lib/tokens";
+import { TOKENS_REVOKED, TokensRevoked } from "../contracts";
 
 const RESET_TOKEN_TTL_MS = 30 * 60 * 1000;
 const LOGIN_WINDOW_MS = 60 * 1000;
+const HOUR_MS = 60 * 60 * 1000;
+/** Expired reset tokens deleted per statement (each forgot-password prunes one batch). */
+const PRUNE_BATCH = 500;
+
+/** The user a login names, its "tokens not before" and the database's clock, in whole seconds. */
+const USER_FOR_LOGIN = `
+	SELECT id, role, password_hash,
+	       extract(epoch FROM tokens_not_before)::bigint AS not_before,
+	       floor(extract(epoch FROM clock_timestamp()))::bigint AS now
+	FROM users WHERE lower(login_id) = lower($1)`;
+
+/** Expired reset tokens, oldest first, one bounded batch. */
+const PRUNE_RESET_TOKENS = `
+	DELETE FROM password_reset_tokens WHERE id IN (
+		SELECT id FROM password_reset_tokens WHERE expires_at < clock_timestamp() ORDER BY expires_at LIMIT $1)`;
+
+/** Revokes a user's tokens issued before the next whole second (never moves the time back). */
+const REVOKE_TOKENS = `
+	UPDATE users SET tokens_not_before = tokens_not_before_now(tokens_not_before) WHERE id = $1
+	RETURNING extract(epoch FROM tokens_not_before)::bigint AS not_before`;
 
 const loginIdRule = {
 	type: "string",
@@ -29,13 +51,21 @@ const loginIdRule = {
 const passwordRule = { type: "string", min: 8, max: 128 };
 const emailRule = { type: "email", max: 254, normalize: true };
 
+type Limit = [key: string, limit: number];
+
 type UsersThis = WithDb & WithNotify & {
 	config: Config;
-	failures: FailureCounter;
+	/** Attempt counters: logins, sign-ups, forgot-password and reset requests. */
+	attempts: FailureCounter;
 	usesRedis: boolean;
+	/** Work that runs after the answer (forgot-password), awaited when the service stops. */
+	afterAnswer: Set<Promise<void>>;
 	ensureAdmin(): Promise<void>;
-	checkLoginThrottle(loginId: string, ip: string | undefined): Promise<void>;
-	countLoginFailure(loginId: string, ip: string | undefined): Promise<void>;
+	createAdmin(loginId: string, email: string, password: string, onlyIfNone: boolean): Promise<boolean>;
+	countAttempt(limits: (Limit | null)[], windowMs: number, message: string): Promise<void>;
+	later(work: () => Promise<void>): void;
+	sendResetLinks(email: string): Promise<void>;
+	announceRevocation(userId: string, notBefore: number): void;
 };
 
 const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
@@ -49,6 +79,17 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 			params: { $$strict: "remove", loginId: loginIdRule, password: passwordRule, email: emailRule },
 			async handler(this: UsersThis, ctx: Ctx<{ loginId: string; password: string; email: string }>) {
 				const { loginId, password, email } = ctx.params;
+				const ip = ctx.meta.clientIp;
+				const limits = this.config.signupsPerHour;
+				// Counted before any work: sign-ups send mail and cost a hash.
+				await this.countAttempt(
+					[[`signup:email:${email.toLowerCase()}`, limits.perEmail], ip ? [`signup:ip:${ip}`, limits.perAddress] : null],
+					HOUR_MS,
+					"Too many sign-ups; wait before trying again"
+				);
+				// A taken id answers before the hash (the unique index below still decides races).
+				if ((await this.db.query(`SELECT 1 FROM users WHERE lower(login_id) = lower($1)`, [loginId])).length)
+					throw conflict(`The login id '${loginId}' is already taken`, "LOGIN_ID_TAKEN");
 				const passwordHash = await hashPassword(password);
 				let user: User;
 				try {
@@ -62,11 +103,10 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 					throw err;
 				}
 				await this.notify({
-					kind: "user.signedUp",
+					...buyerMessages.signedUp(this.config.locale, { loginId, storeUrl: this.config.publicUrl }),
 					channel: "email",
 					recipient: email,
-					subject: "Welcome to Dopamine Store",
-					text: `Hello ${loginId}, your account is ready. Sales open every day at 10:00.`,
+					dedupeKey: `signup-${user.id}`,
 				});
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = "/api/me";
@@ -79,23 +119,29 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 			async handler(this: UsersThis, ctx: Ctx<{ loginId: string; password: string }>) {
 				const { loginId, password } = ctx.params;
 				const ip = ctx.meta.clientIp;
-				await this.checkLoginThrottle(loginId, ip);
-				const user = await this.db
-					.getRepository(User)
-					.createQueryBuilder("u")
-					.addSelect("u.passwordHash")
-					.where("lower(u.login_id) = lower(:loginId)", { loginId })
-					.getOne();
+				const idKey = `login-fail:id:${loginId.toLowerCase()}`;
+				const ipKey = ip ? `login-fail:ip:${ip}` : null;
+				// Counted before the password check, atomically: of fifty wrong logins sent at once, at
+				// most the limit get as far as the hash; the rest answer 429.
+				await this.countAttempt(
+					[[idKey, this.config.loginFailuresPerMinutePerLoginId], ipKey ? [ipKey, this.config.loginFailuresPerMinutePerAddress] : null],
+					LOGIN_WINDOW_MS,
+					"Too many failed logins; wait before trying again"
+				);
+				const [user] = (await this.db.query(USER_FOR_LOGIN, [loginId])) as {
+					id: string; role: "buyer" | "admin"; password_hash: string; not_before: string | null; now: string;
+				}[];
 				// An unknown login id costs the same hash as a wrong password, and answers the same.
-				const ok = await verifyPassword(password, user ? user.passwordHash : await decoyHash());
-				if (!user || !ok) {
-					await this.countLoginFailure(loginId, ip);
-					throw unauthorized("Login id or password is wrong", "INVALID_CREDENTIALS");
-				}
-				await this.failures.clear(`login-fail:id:${loginId.toLowerCase()}`);
+				const ok = await verifyPassword(password, user ? user.password_hash : await decoyHash());
+				if (!user || !ok) throw unauthorized("Login id or password is wrong", "INVALID_CREDENTIALS");
+				// A success was no failure: the login id starts afresh, the address gets its attempt back.
+				await Promise.all([this.attempts.clear(idKey), ipKey ? this.attempts.undo(ipKey) : undefined]);
 				const expiresIn = this.config.jwtExpiresInSeconds;
+				// iat on the database's clock, and never before the user's "tokens not before": a login in
+				// the same second as a reset, just after it, gets a token the reset does not revoke.
+				const issuedAt = Math.max(Number(user.now), user.not_before === null ? 0 : Number(user.not_before));
 				return {
-					accessToken: signAccessToken(this.config.jwtSecret, { sub: user.id, role: user.role }, expiresIn),
+					accessToken: signAccessToken(this.config.jwtSecret, { sub: String(user.id), role: user.role }, expiresIn, issuedAt),
 					tokenType: "Bearer",
 					expiresIn,
 				};
@@ -125,32 +171,19 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		forgotPassword: {
 			params: { $$strict: "remove", email: emailRule },
 			async handler(this: UsersThis, ctx: Ctx<{ email: string }>) {
+				const { email } = ctx.params;
+				const ip = ctx.meta.clientIp;
+				const limits = this.config.passwordForgotPerHour;
+				// Counted whether an account has this address or not, so a 429 tells nothing either.
+				await this.countAttempt(
+					[[`forgot:email:${email.toLowerCase()}`, limits.perEmail], ip ? [`forgot:ip:${ip}`, limits.perAddress] : null],
+					HOUR_MS,
+					"Too many password reset requests; wait before trying again"
+				);
+				// Always 202, by the same path in the same time: the look-up, the token and the message
+				// happen after the answer, so neither the answer nor its timing tells whether an account exists.
+				this.later(() => this.sendResetLinks(email));
 				ctx.meta.$statusCode = 202;
-				const users = await this.db
-					.getRepository(User)
-					.createQueryBuilder("u")
-					.where("lower(u.email) = lower(:email)", { email: ctx.params.email })
-					.getMany();
-				// Always 202: the answer must not tell whether an account exists.
-				for (const user of users) {
-					const token = randomBytes(32).toString("base64url");
-					await this.db.getRepository(PasswordResetToken).insert({
-						userId: user.id,
-						tokenHash: hashToken(token),
-						expiresAt: new Date(Date.now() + RESET_TOKEN_TTL_MS),
-						usedAt: null,
-					});
-					await this.notify({
-						kind: "password.reset",
-						channel: "email",
-						recipient: user.email,
-						subject: "Reset your Dopamine Store password",
-						text:
-							`Hello ${user.loginId}, someone asked to reset your password.\n` +
-							`Open ${this.config.publicUrl}/reset?token=${token} within 30 minutes to choose a new one.\n` +
-							`Your reset token: ${token}\nIf it was not you, ignore this message.`,
-					});
-				}
 				return { accepted: true };
 			},
 		},
@@ -158,64 +191,212 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		resetPassword: {
 			params: { $$strict: "remove", token: { type: "string", min: 1, max: 200 }, password: passwordRule },
 			async handler(this: UsersThis, ctx: Ctx<{ token: string; password: string }>) {
+				const ip = ctx.meta.clientIp;
+				await this.countAttempt(
+					[ip ? [`reset:ip:${ip}`, this.config.passwordResetsPerHourPerAddress] : null],
+					HOUR_MS,
+					"Too many password resets; wait before trying again"
+				);
+				const tokenHash = hashToken(ctx.params.token);
+				// A wrong token costs no hash (the conditional UPDATE below still decides).
+				const live = await this.db.query(
+					`SELECT 1 FROM password_reset_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > clock_timestamp()`,
+					[tokenHash]
+				);
+				if (live.length === 0) throw badRequest("This reset token is wrong, used or expired", "INVALID_TOKEN");
 				const passwordHash = await hashPassword(ctx.params.password);
 				const done = await this.db.transaction(async em => {
 					// Consuming the token is one conditional UPDATE, so two resets with one token cannot both win.
 					const rows = rowsOf<{ user_id: string }>(
 						await em.query(
-							`UPDATE password_reset_tokens SET used_at = now()
-							 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+							`UPDATE password_reset_tokens SET used_at = clock_timestamp()
+							 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > clock_timestamp()
 							 RETURNING user_id`,
-							[hashToken(ctx.params.token)]
+							[tokenHash]
 						)
 					);
-					if (rows.length === 0) return false;
-					const userId = rows[0].user_id;
+					if (rows.length === 0) return null;
+					const userId = String(rows[0].user_id);
 					await em.query(`UPDATE users SET password_hash = $1 WHERE id = $2`, [passwordHash, userId]);
+					// Tokens issued before the new password stop working.
+					const [revoked] = rowsOf<{ not_before: string }>(await em.query(REVOKE_TOKENS, [userId]));
 					// Other outstanding reset links for this account die with this reset.
-					await em.query(`UPDATE password_reset_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL`, [userId]);
-					return true;
+					await em.query(`UPDATE password_reset_tokens SET used_at = clock_timestamp() WHERE user_id = $1 AND used_at IS NULL`, [userId]);
+					return { userId, notBefore: Number(revoked.not_before) };
 				});
 				if (!done) throw badRequest("This reset token is wrong, used or expired", "INVALID_TOKEN");
+				this.announceRevocation(done.userId, done.notBefore);
 				ctx.meta.$statusCode = 204;
 				return null;
+			},
+		},
+
+		/** Operators (REPL: `call users.setRole --id 12 --role admin`): a role change revokes the user's tokens. */
+		setRole: {
+			visibility: "public",
+			params: { id: { type: "string", numeric: true, max: 20 }, role: { type: "enum", values: ["buyer", "admin"] } },
+			async handler(this: UsersThis, ctx: Ctx<{ id: string; role: "buyer" | "admin" }>) {
+				if (!isId(ctx.params.id)) throw notFound("User", "USER_NOT_FOUND");
+				// The trigger users_role_revokes_tokens sets tokens_not_before when the role really changes.
+				const [row] = rowsOf<{ id: string; login_id: string; email: string; role: "buyer" | "admin"; not_before: string | null }>(
+					await this.db.query(
+						`UPDATE users SET role = $2 WHERE id = $1
+						 RETURNING id, login_id, email, role, extract(epoch FROM tokens_not_before)::bigint AS not_before`,
+						[ctx.params.id, ctx.params.role]
+					)
+				);
+				if (!row) throw notFound("User", "USER_NOT_FOUND");
+				if (row.not_before !== null) this.announceRevocation(String(row.id), Number(row.not_before));
+				return { user: publicUser({ id: row.id, loginId: row.login_id, email: row.email, role: row.role }) };
+			},
+		},
+
+		/** The gateways' authoritative check for every route but the claim route: one primary-key read. */
+		notBefore: {
+			visibility: "public",
+			params: { id: { type: "string", max: 20 } },
+			async handler(this: UsersThis, ctx: Ctx<{ id: string }>): Promise<{ notBefore: number | null }> {
+				if (!isId(ctx.params.id)) return { notBefore: null };
+				const [row] = (await this.db.query(
+					`SELECT extract(epoch FROM tokens_not_before)::bigint AS not_before FROM users WHERE id = $1`,
+					[ctx.params.id]
+				)) as { not_before: string | null }[];
+				return { notBefore: row?.not_before == null ? null : Number(row.not_before) };
+			},
+		},
+
+		/**
+		 * Every revocation that can still matter (tokens live `JWT_EXPIRES_IN_SECONDS`): what a gateway
+		 * loads at start and re-reads every few seconds, in case it missed a broadcast.
+		 */
+		revocations: {
+			visibility: "public",
+			params: {},
+			async handler(this: UsersThis): Promise<TokensRevoked[]> {
+				const rows = (await this.db.query(
+					`SELECT id, extract(epoch FROM tokens_not_before)::bigint AS not_before FROM users
+					 WHERE tokens_not_before > clock_timestamp() - make_interval(secs => $1)`,
+					[this.config.jwtExpiresInSeconds + 60]
+				)) as { id: string; not_before: string }[];
+				return rows.map(r => ({ userId: String(r.id), notBefore: Number(r.not_before) }));
 			},
 		},
 	},
 
 	methods: {
-		async checkLoginThrottle(this: UsersThis, loginId: string, ip: string | undefined) {
-			const checks: [string, number][] = [[`login-fail:id:${loginId.toLowerCase()}`, this.config.loginFailuresPerMinutePerLoginId]];
-			if (ip) checks.push([`login-fail:ip:${ip}`, this.config.loginFailuresPerMinutePerAddress]);
-			for (const [key, limit] of checks) {
-				const w = await this.failures.peek(key);
-				if (w.count >= limit) throw rateLimited(w.resetInMs / 1000, "Too many failed logins; wait before trying again");
+		/**
+		 * Counts one attempt against each limit before the work it guards, and answers 429 (with
+		 * Retry-After) when any count is over its limit. Counting first, atomically, is what makes the
+		 * limit hold against attempts sent at the same instant.
+		 */
+		async countAttempt(this: UsersThis, limits: (Limit | null)[], windowMs: number, message: string) {
+			const given = limits.filter((l): l is Limit => l !== null);
+			const states = await Promise.all(given.map(([key]) => this.attempts.hit(key, windowMs)));
+			const waits = states.filter((w, i) => w.count > given[i][1]).map(w => w.resetInMs);
+			if (waits.length) throw rateLimited(Math.max(...waits) / 1000, message);
+		},
+
+		later(this: UsersThis, work: () => Promise<void>) {
+			const running: Promise<void> = work()
+				.catch(err => this.logger.warn("Work after the answer failed:", (err as Error).message))
+				.finally(() => this.afterAnswer.delete(running));
+			this.afterAnswer.add(running);
+		},
+
+		/** Forgot-password's work, after the answer: a token and a message per account with this address. */
+		async sendResetLinks(this: UsersThis, email: string) {
+			// Each request prunes one batch of expired tokens, so the table stays as small as the traffic.
+			await this.db.query(PRUNE_RESET_TOKENS, [PRUNE_BATCH]);
+			const users = await this.db
+				.getRepository(User)
+				.createQueryBuilder("u")
+				.where("lower(u.email) = lower(:email)", { email })
+				.getMany();
+			for (const user of users) {
+				const token = randomBytes(32).toString("base64url");
+				await this.db.getRepository(PasswordResetToken).insert({
+					userId: user.id,
+					tokenHash: hashToken(token),
+					expiresAt: new Date(Date.now() + RESET_TOKEN_TTL_MS),
+					usedAt: null,
+				});
+				await this.notify({
+					...buyerMessages.passwordReset(this.config.locale, {
+						loginId: user.loginId,
+						link: `${this.config.publicUrl}/reset?token=${token}`,
+						validMinutes: Math.round(RESET_TOKEN_TTL_MS / 60_000),
+					}),
+					channel: "email",
+					recipient: user.email,
+				});
 			}
 		},
 
-		async countLoginFailure(this: UsersThis, loginId: string, ip: string | undefined) {
-			await this.failures.hit(`login-fail:id:${loginId.toLowerCase()}`, LOGIN_WINDOW_MS);
-			if (ip) await this.failures.hit(`login-fail:ip:${ip}`, LOGIN_WINDOW_MS);
+		/** Every gateway learns at once; one that misses it re-reads `users.revocations` within seconds. */
+		announceRevocation(this: UsersThis, userId: string, notBefore: number) {
+			const payload: TokensRevoked = { userId, notBefore };
+			// (broadcast returns nothing when no node listens.)
+			Promise.resolve(this.broker.broadcast(TOKENS_REVOKED, payload)).catch(err => this.logger.warn("Revocation broadcast failed:", (err as Error).message));
 		},
 
-		/** ADMIN_LOGIN_ID / ADMIN_PASSWORD / ADMIN_EMAIL: that admin exists after start, with that password. */
+		/**
+		 * The admin bootstrap. Creates an admin when missing and never touches an existing account:
+		 * a password changed by a reset stays changed, whatever ADMIN_PASSWORD says at the next start.
+		 * - ADMIN_LOGIN_ID / ADMIN_PASSWORD / ADMIN_EMAIL set: that account is created if its login id is free.
+		 * - nothing set, single process (`npm start`): when no admin exists at all, a local one named
+		 *   `admin` with a generated password, printed once here; nothing else ever shows it.
+		 */
 		async ensureAdmin(this: UsersThis) {
-			const admin = this.config.admin;
-			if (!admin) return;
-			const passwordHash = await hashPassword(admin.password);
-			// Upsert on the case-insensitive unique index, so nodes starting together agree.
-			await this.db.query(
-				`INSERT INTO users (login_id, email, password_hash, role) VALUES ($1, $2, $3, 'admin')
-				 ON CONFLICT ((lower(login_id))) DO UPDATE SET role = 'admin', email = EXCLUDED.email, password_hash = EXCLUDED.password_hash`,
-				[admin.loginId, admin.email, passwordHash]
+			const given = this.config.admin;
+			if (given) {
+				const created = await this.createAdmin(given.loginId, given.email, given.password, false);
+				if (created) this.logger.info(`Admin '${given.loginId}' created from ADMIN_LOGIN_ID.`);
+				else {
+					const [row] = (await this.db.query(`SELECT role FROM users WHERE lower(login_id) = lower($1)`, [given.loginId])) as { role: string }[];
+					// A buyer who took the login id first is not made an admin by the bootstrap.
+					if (row?.role !== "admin") this.logger.error(`ADMIN_LOGIN_ID '${given.loginId}' belongs to a buyer's account; no admin was created.`);
+					else this.logger.info(`Admin '${given.loginId}' exists; its password is left as it is (ADMIN_PASSWORD only sets the first one).`);
+				}
+				return;
+			}
+			if (this.config.transporter) return;
+			// The usual case, an admin exists: no password to generate (the insert below still decides races).
+			if ((await this.db.query(`SELECT 1 FROM users WHERE role = 'admin' LIMIT 1`)).length > 0) return;
+			const password = randomBytes(15).toString("base64url");
+			const email = "admin@dopamine.local";
+			// `admin` may be a buyer's login id already: then the local admin gets a suffix.
+			if (!(await this.createAdmin("admin", email, password, true))) await this.createAdmin(`admin-${randomBytes(3).toString("hex")}`, email, password, true);
+		},
+
+		/**
+		 * Inserts an admin if the login id is free (and, with `onlyIfNone`, no admin exists at all).
+		 * One statement, so two nodes starting together create one account. True when created.
+		 */
+		async createAdmin(this: UsersThis, loginId: string, email: string, password: string, onlyIfNone: boolean) {
+			const passwordHash = await hashPassword(password);
+			const rows = rowsOf<{ login_id: string }>(
+				await this.db.query(
+					`INSERT INTO users (login_id, email, password_hash, role)
+					 SELECT $1, $2, $3, 'admin' WHERE NOT $4 OR NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin')
+					 ON CONFLICT ((lower(login_id))) DO NOTHING RETURNING login_id`,
+					[loginId, email, passwordHash, onlyIfNone]
+				)
 			);
-			this.logger.info(`Admin '${admin.loginId}' is ready.`);
+			if (rows.length === 0) return false;
+			if (onlyIfNone)
+				// Printed once, on purpose: this is how the person who ran `npm start` gets in.
+				this.logger.info(
+					`No admin existed, so one was created for this store. Login id: ${loginId}  Password: ${password}  ` +
+						`(shown only now; sign in at /admin. Set ADMIN_LOGIN_ID, ADMIN_PASSWORD and ADMIN_EMAIL to choose your own.)`
+				);
+			return true;
 		},
 	},
 
 	created(this: UsersThis) {
 		this.usesRedis = !!this.config.redisUrl;
-		this.failures = this.config.redisUrl
+		this.afterAnswer = new Set();
+		this.attempts = this.config.redisUrl
 			? new RedisFailureCounter(acquireRedis(this.broker, this.config.redisUrl), keyPrefix(this.config.namespace))
 			: new MemoryFailureCounter();
 	},
@@ -225,7 +406,8 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 	},
 
 	async stopped(this: UsersThis) {
-		await this.failures.close();
+		await Promise.allSettled([...this.afterAnswer]);
+		await this.attempts.close();
 		if (this.usesRedis) await releaseRedis(this.broker);
 	},
 };

@@ -3,16 +3,26 @@ import { hashPassword } from "../../lib/passwords";
 import { signAccessToken } from "../../lib/tokens";
 
 /**
- * Buyers for a load run, in bulk: rows inserted 10,000 at a time with one precomputed password
- * hash (the password is `loadtest-password`), and access tokens minted with the store's secret.
+ * Buyers in bulk, for the load tool, the benchmark and the tests (test/helpers/sale.ts): rows
+ * inserted 10,000 at a time (no sign-up, one password hash for all), and access tokens minted
+ * with the store's secret. The load tool's buyers can sign in with `loadtest-password`.
  */
 export interface SeededBuyer {
 	id: string;
 	token: string;
 }
 
-export async function seedBuyers(databaseUrl: string, n: number, prefix: string, jwtSecret: string): Promise<SeededBuyer[]> {
-	const hash = await hashPassword("loadtest-password");
+export interface SeedOptions {
+	/** The stored password hash of every buyer (default: a real hash of `loadtest-password`). */
+	passwordHash?: string;
+	/** E-mail addresses are `<prefix><n>@<domain>` (default `load.invalid`, which never delivers). */
+	emailDomain?: string;
+	/** Token lifetime in seconds (default one hour). */
+	tokenSeconds?: number;
+}
+
+export async function seedBuyers(databaseUrl: string, n: number, prefix: string, jwtSecret: string, o: SeedOptions = {}): Promise<SeededBuyer[]> {
+	const hash = o.passwordHash ?? (await hashPassword("loadtest-password"));
 	const c = new Client({ connectionString: databaseUrl });
 	await c.connect();
 	const ids: string[] = [];
@@ -21,16 +31,16 @@ export async function seedBuyers(databaseUrl: string, n: number, prefix: string,
 			const to = Math.min(n, from + 9_999);
 			const { rows } = await c.query(
 				`INSERT INTO users (login_id, email, password_hash)
-				 SELECT $1::text || g, $1::text || g || '@load.invalid', $2 FROM generate_series($3::int, $4::int) AS g
-				 RETURNING id`,
-				[prefix, hash, from, to]
+				 SELECT $1::text || g, $1::text || g || '@' || $5::text, $2 FROM generate_series($3::int, $4::int) AS g
+				 ORDER BY g RETURNING id`,
+				[prefix, hash, from, to, o.emailDomain ?? "load.invalid"]
 			);
 			for (const r of rows) ids.push(String(r.id));
 		}
 	} finally {
 		await c.end();
 	}
-	return ids.map(id => ({ id, token: signAccessToken(jwtSecret, { sub: id, role: "buyer" }, 3600) }));
+	return ids.map(id => ({ id, token: signAccessToken(jwtSecret, { sub: id, role: "buyer" }, o.tokenSeconds ?? 3600) }));
 }
 
 /** An admin for creating the run's products through the store's own API. */

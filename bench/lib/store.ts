@@ -32,7 +32,8 @@ export function peakRssMb(pid: number): number {
 	}
 }
 
-export async function waitUntil(what: string, probe: () => Promise<boolean>, ms = 30_000): Promise<void> {
+/** Polls until `probe` holds; a store starting on a loaded machine may take a while, hence a minute. */
+export async function waitUntil(what: string, probe: () => Promise<boolean>, ms = 60_000): Promise<void> {
 	const deadline = Date.now() + ms;
 	while (Date.now() < deadline) {
 		if (await probe().catch(() => false)) return;
@@ -58,32 +59,10 @@ export async function startStore(opts: {
 	const cluster = opts.apiProcesses > 1;
 	const procs: ChildProcess[] = [];
 	const targets: string[] = [];
-	for (let i = 0; i < opts.apiProcesses; i++) {
-		const port = await freePort();
-		const env: Record<string, string> = {
-			PATH: process.env.PATH ?? "",
-			DATABASE_URL: opts.databaseUrl,
-			JWT_SECRET: opts.jwtSecret,
-			PORT: String(port),
-			METRICS_PORT: "0",
-			LOG_LEVEL: "error",
-			NODE_ID: `load-${i}`,
-			// A load run has one claim per buyer; the flood limit is not what is measured.
-			CLAIM_RATE_PER_SECOND: "1000",
-			...(cluster ? { TRANSPORTER: opts.natsUrl ?? "nats://127.0.0.1:4222", NAMESPACE: namespace } : {}),
-			...(i > 0 ? { SERVICES: "api" } : {}),
-			...opts.extraEnv,
-		};
-		// For profiling a run: STORE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
-		const nodeArgs = process.env.STORE_NODE_ARGS ? process.env.STORE_NODE_ARGS.split(" ") : [];
-		const p = spawn(process.execPath, [...nodeArgs, SERVER], { env, stdio: ["ignore", "ignore", "inherit"] });
-		procs.push(p);
-		targets.push(`http://127.0.0.1:${port}`);
-	}
 	const stop = async () => {
 		await Promise.all(
 			procs.map(p =>
-				p.exitCode !== null
+				p.exitCode !== null || p.signalCode !== null
 					? Promise.resolve()
 					: new Promise<void>(resolve => {
 							p.once("exit", () => resolve());
@@ -93,8 +72,48 @@ export async function startStore(opts: {
 			)
 		);
 	};
+	/**
+	 * One store process on a free port. The port is free when picked, not when the store binds it:
+	 * another process (a parallel test's store) may take it first. So the process is ready only
+	 * when the port answers with its own node id, and one that exits (port taken) is started again
+	 * on another port.
+	 */
+	const startOne = async (i: number): Promise<void> => {
+		const nodeId = `${namespace}-${i}`;
+		for (let attempt = 1; ; attempt++) {
+			const port = await freePort();
+			const env: Record<string, string> = {
+				PATH: process.env.PATH ?? "",
+				DATABASE_URL: opts.databaseUrl,
+				JWT_SECRET: opts.jwtSecret,
+				PORT: String(port),
+				METRICS_PORT: "0",
+				LOG_LEVEL: "error",
+				NODE_ID: nodeId,
+				// A load run has one claim per buyer; the flood limit is not what is measured.
+				CLAIM_RATE_PER_SECOND: "1000",
+				...(cluster ? { TRANSPORTER: opts.natsUrl ?? "nats://127.0.0.1:4222", NAMESPACE: namespace } : {}),
+				...(i > 0 ? { SERVICES: "api" } : {}),
+				...opts.extraEnv,
+			};
+			// For profiling a run: STORE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
+			const nodeArgs = process.env.STORE_NODE_ARGS ? process.env.STORE_NODE_ARGS.split(" ") : [];
+			const p = spawn(process.execPath, [...nodeArgs, SERVER], { env, stdio: ["ignore", "ignore", "inherit"] });
+			procs.push(p);
+			const target = `http://127.0.0.1:${port}`;
+			const ours = async () => (await (await fetch(`${target}/metrics`)).text()).includes(`nodeID="${nodeId}"`) && (await fetch(`${target}/api/products`)).status === 200;
+			const exited = () => p.exitCode !== null || p.signalCode !== null;
+			await waitUntil(`${target} (${nodeId}) to serve`, async () => exited() || (await ours()));
+			if (!exited()) {
+				targets.push(target);
+				return;
+			}
+			procs.splice(procs.indexOf(p), 1);
+			if (attempt === 3) throw new Error(`store ${nodeId} exited at start three times (last port ${port})`);
+		}
+	};
 	try {
-		for (const t of targets) await waitUntil(`${t} to serve`, async () => (await fetch(`${t}/api/products`)).status === 200);
+		for (let i = 0; i < opts.apiProcesses; i++) await startOne(i);
 	} catch (err) {
 		await stop();
 		throw err;

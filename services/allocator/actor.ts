@@ -15,13 +15,27 @@
  * product over again (new epoch) and re-decides every undecided claim in its original order. A
  * database failure answers that batch's claims 503 and the actor reloads before taking more.
  *
+ * Pipelining: up to `pipeline` batches (2) are in flight at once, each decided on the state the
+ * ones before it will leave if they commit. A batch is sent only once the one before it has
+ * passed its statement (its rows are locked; the store says so with `locked()`) and waits for
+ * its COMMIT, and it names that predecessor (its last grant): the store commits it only once
+ * that grant is committed (PostgreSQL: a share lock on that slot row waits for the
+ * predecessor's transaction, then reads the row as it left it). So a later batch never commits
+ * when an earlier one did not, commits land in batch order, and the second batch's statement
+ * overlaps the first's COMMIT. Results are taken in batch order too. When a batch is refused or fails, the actor stops
+ * deciding ("draining"), waits for the batches behind it (refused in turn, or committed if the
+ * failed one had in fact committed), answers or requeues each as its own result says, and
+ * reloads once none is left in flight.
+ *
  * Invariants (asserted by `check()` and the simulation test): free slots and holders are
  * disjoint; free + held + tentatively granted = stock as loaded; at most one active or
  * tentative slot per buyer; within one epoch, answers go out in seq order of decision, so
  * no SOLD_OUT has a lower seq than a GRANTED.
  */
 
-export type Outcome = "GRANTED" | "SOLD_OUT" | "ALREADY_HOLDING" | "SALE_NOT_OPEN";
+import type { Outcome, SoldOutFlag } from "../../contracts";
+
+export type { Outcome, SoldOutFlag };
 
 export interface ActiveSlot {
 	id: string;
@@ -61,6 +75,13 @@ export interface Grant {
 	seq: number;
 }
 
+/** The grant a pipelined commit must find committed before it commits (the previous batch's last). */
+export interface Predecessor {
+	slotId: string;
+	epoch: number;
+	seq: number;
+}
+
 export type CommitResult =
 	| { ok: true; granted: Map<string, { heldAt: Date; expiresAt: Date }> }
 	| { ok: false; reason: "FENCED" | "CONFLICT"; unknownBuyers?: string[] };
@@ -68,8 +89,13 @@ export type CommitResult =
 /** The actor's only I/O. `takeOver` returns null when the product no longer exists. */
 export interface ActorStore {
 	takeOver(productId: string): Promise<Loaded | null>;
-	/** Throws when the database fails; answers `ok: false` when the commit was refused. */
-	commit(productId: string, epoch: number, grants: Grant[]): Promise<CommitResult>;
+	/**
+	 * Throws when the database fails; answers `ok: false` when the commit was refused. With
+	 * `after`, commits only once that grant is committed (waiting for its transaction), and is
+	 * refused (CONFLICT) when it never was. Calls `locked` once the grants passed every check and
+	 * only the COMMIT is left (a store that never calls it gets one batch at a time).
+	 */
+	commit(productId: string, epoch: number, grants: Grant[], after?: Predecessor, locked?: () => void): Promise<CommitResult>;
 	countFree(productId: string): Promise<number>;
 }
 
@@ -87,18 +113,10 @@ export interface ActorHooks {
 	/** The actor took the product over (a new epoch). */
 	tookOver?(epoch: number): void;
 	commitFailed?(reason: "FENCED" | "CONFLICT" | "ERROR"): void;
-	answered?(outcome: Outcome | ClaimRefused["reason"]): void;
+	/** Every answer and refusal; answers carry their place in line (epoch, seq). */
+	answered?(outcome: Outcome | ClaimRefused["reason"], epoch?: number, seq?: number): void;
 	/** Asked after another owner fenced this actor off: false = step down instead of taking it back. */
 	stillOwner?(): boolean;
-}
-
-export interface SoldOutFlag {
-	productId: string;
-	epoch: number;
-	version: number;
-	soldOut: boolean;
-	/** How long a gateway may answer from this flag without hearing it again. */
-	leaseMs: number;
 }
 
 export interface ActorOptions {
@@ -108,6 +126,8 @@ export interface ActorOptions {
 	flagLeaseMs: number;
 	/** While sold out, how often a claim may trigger a look for units that came back. */
 	recheckMs: number;
+	/** Batch commits in flight at once (1 = one after another). */
+	pipeline: number;
 }
 
 export const DEFAULT_ACTOR_OPTIONS: ActorOptions = {
@@ -116,6 +136,7 @@ export const DEFAULT_ACTOR_OPTIONS: ActorOptions = {
 	batchWindowMs: 1,
 	flagLeaseMs: 2_000,
 	recheckMs: 1_000,
+	pipeline: 2,
 };
 
 /** The actor refused or could not take a claim; the service turns these into HTTP errors. */
@@ -140,7 +161,18 @@ interface Claim {
 	reject(e: Error): void;
 }
 
-type Phase = "idle" | "loading" | "ready" | "gone" | "retired";
+/** A batch being committed, and its result once known (results are taken in batch order). */
+interface Batch {
+	claims: Claim[];
+	epoch: number;
+	started: number;
+	/** Its statement passed; only its COMMIT is left, so a batch may follow it. */
+	locked: boolean;
+	result?: { ok: true; value: CommitResult } | { ok: false; error: unknown };
+}
+
+/** draining: a batch was refused or failed; no decisions until the batches behind it are settled. */
+type Phase = "idle" | "loading" | "ready" | "draining" | "gone" | "retired";
 
 export class ProductActor {
 	epoch = 0;
@@ -154,9 +186,12 @@ export class ProductActor {
 	private holders = new Map<string, ActiveSlot>();
 	/** Claims taken but not decided yet, in arrival order. */
 	private queue: Claim[] = [];
-	/** Tentative grants collecting for the next batch, and the batch being committed. */
+	/** Tentative grants collecting for the next batch, and the batches being committed, oldest first. */
 	private open: Claim[] = [];
-	private committing: Claim[] | null = null;
+	private inFlight: Batch[] = [];
+	/** While draining: claims to decide again after the reload, and whether to step down instead. */
+	private redo: Claim[] = [];
+	private stepDown = false;
 	private pendingByUser = new Map<string, Claim>();
 	private batchTimer = false;
 	private reloadWanted = false;
@@ -176,7 +211,9 @@ export class ProductActor {
 
 	/** Claims waiting for a decision or a commit. */
 	get depth(): number {
-		return this.queue.length + this.open.length + (this.committing?.length ?? 0);
+		let n = this.queue.length + this.open.length + this.redo.length;
+		for (const b of this.inFlight) n += b.claims.length;
+		return n;
 	}
 
 	get remaining(): number {
@@ -188,7 +225,7 @@ export class ProductActor {
 	}
 
 	get idle(): boolean {
-		return this.depth === 0 && this.phase !== "loading";
+		return this.depth === 0 && this.phase !== "loading" && this.phase !== "draining";
 	}
 
 	/** Takes one claim into the queue. The promise settles with the answer, or ClaimRefused. */
@@ -228,7 +265,7 @@ export class ProductActor {
 	check(): void {
 		const freeIds = new Set(this.free.map(f => f.id));
 		if (freeIds.size !== this.free.length) throw new Error("a free slot is listed twice");
-		const tentative = [...(this.committing ?? []), ...this.open];
+		const tentative = [...this.inFlight.flatMap(b => b.claims), ...this.open];
 		const taken = [...this.holders.values()].map(h => h.id).concat(tentative.map(c => c.slot!.id));
 		for (const id of taken) if (freeIds.has(id)) throw new Error(`slot ${id} is both free and taken`);
 		if (new Set(taken).size !== taken.length) throw new Error("a slot is taken twice");
@@ -249,7 +286,7 @@ export class ProductActor {
 		if (this.phase !== "ready") return;
 		if (this.reloadWanted) {
 			// Reload only between commits: in-flight grants are decided on the state they saw.
-			if (this.committing || this.open.length) return this.flushSoon();
+			if (this.inFlight.length || this.open.length) return this.flushSoon();
 			return void this.load();
 		}
 		const now = this.clock.now();
@@ -258,9 +295,18 @@ export class ProductActor {
 			if (now < this.saleAt.getTime()) {
 				this.queue.shift();
 				this.answer(c, { outcome: "SALE_NOT_OPEN", epoch: this.epoch, seq: c.seq, saleAt: this.saleAt });
+				// The gateways' not-open answer is a lease: renew it, as the sold-out one.
+				if (now - this.lastFlagAt >= this.opts.flagLeaseMs / 2) this.publishFlag();
 				continue;
 			}
 			const held = this.holders.get(c.userId);
+			if (held && held.status === "HELD" && held.expiresAt.getTime() <= now && now - this.lastRecheckAt >= this.opts.recheckMs) {
+				// Past its expiry by this actor's clock: a reclaim whose message was lost would leave this
+				// buyer answered ALREADY_HOLDING with a dead slot. Reload first, then decide this claim.
+				this.lastRecheckAt = now;
+				this.reloadWanted = true;
+				return this.pump();
+			}
 			if (held) {
 				this.queue.shift();
 				this.answer(c, { outcome: "ALREADY_HOLDING", epoch: this.epoch, seq: c.seq, slot: held });
@@ -281,7 +327,7 @@ export class ProductActor {
 				if (this.open.length >= this.opts.batchMax) this.flush();
 				continue;
 			}
-			if (this.committing || this.open.length) {
+			if (this.inFlight.length || this.open.length) {
 				// Sold out only if every grant in flight commits: wait and see.
 				this.flushSoon();
 				return;
@@ -293,8 +339,14 @@ export class ProductActor {
 		if (this.open.length) this.flushSoon();
 	}
 
+	/** Whether another batch may be sent now: room in the pipeline, and the last one sent past its statement. */
+	private canSend(): boolean {
+		const last = this.inFlight[this.inFlight.length - 1];
+		return this.inFlight.length < this.opts.pipeline && (!last || last.locked);
+	}
+
 	private flushSoon(): void {
-		if (this.batchTimer || this.committing) return;
+		if (this.batchTimer || !this.canSend()) return;
 		this.batchTimer = true;
 		this.clock.later(() => {
 			this.batchTimer = false;
@@ -302,88 +354,123 @@ export class ProductActor {
 		}, this.opts.batchWindowMs);
 	}
 
-	/** Group commit: one transaction for every grant collected, fenced by the epoch. */
+	/** Group commit: one transaction for every grant collected, fenced by the epoch, after the batch before it. */
 	private flush(): void {
-		if (this.committing || this.open.length === 0 || this.phase !== "ready") return;
-		const batch = this.open;
-		this.open = [];
-		this.committing = batch;
-		const epoch = this.epoch;
-		const started = this.clock.now();
-		const grants = batch.map(c => ({ slotId: c.slot!.id, userId: c.userId, seq: c.seq }));
-		this.store.commit(this.productId, epoch, grants).then(
-			result => this.afterCommit(batch, epoch, started, result),
-			err => this.afterCommitError(batch, err)
+		if (!this.canSend() || this.open.length === 0 || this.phase !== "ready") return;
+		// At most batchMax: while a batch waits for the one before it, more than that may have collected.
+		const claims = this.open.length <= this.opts.batchMax ? this.open : this.open.slice(0, this.opts.batchMax);
+		this.open = claims === this.open ? [] : this.open.slice(this.opts.batchMax);
+		const prev = this.inFlight[this.inFlight.length - 1];
+		const last = prev?.claims[prev.claims.length - 1];
+		const batch: Batch = { claims, epoch: this.epoch, started: this.clock.now(), locked: false };
+		this.inFlight.push(batch);
+		const grants = claims.map(c => ({ slotId: c.slot!.id, userId: c.userId, seq: c.seq }));
+		const after = last ? { slotId: last.slot!.id, epoch: prev.epoch, seq: last.seq } : undefined;
+		const locked = () => {
+			batch.locked = true;
+			if (this.phase !== "ready") return;
+			if (this.open.length >= this.opts.batchMax) this.flush();
+			else if (this.open.length) this.flushSoon();
+		};
+		this.store.commit(this.productId, batch.epoch, grants, after, locked).then(
+			value => this.settled(batch, { ok: true, value }),
+			error => this.settled(batch, { ok: false, error })
 		);
 	}
 
-	private afterCommit(batch: Claim[], epoch: number, started: number, result: CommitResult): void {
-		this.committing = null;
-		if (!result.ok) {
-			this.hooks.commitFailed?.(result.reason);
-			// Refused whole: every undecided claim, this batch's included, is decided again after a takeover,
-			// except those of buyers the database does not know (a token for a deleted account).
-			const unknown = new Set(result.unknownBuyers ?? []);
-			const kept = batch.filter(c => {
-				if (!unknown.has(c.userId)) return true;
-				const refused = new ClaimRefused("UNKNOWN_BUYER", "The account behind this token does not exist");
-				this.fail(c, refused);
-				for (const f of c.followers ?? []) this.fail(f, refused);
-				return false;
-			});
-			this.requeue(kept);
+	/** A commit's result: taken in batch order, so a later batch's answers never overtake an earlier one's. */
+	private settled(batch: Batch, result: NonNullable<Batch["result"]>): void {
+		batch.result = result;
+		while (this.inFlight.length && this.inFlight[0].result) {
+			const head = this.inFlight.shift()!;
+			const r = head.result!;
+			if (r.ok && r.value.ok) this.granted(head, r.value.granted);
+			else if (r.ok && !r.value.ok) this.refused(head, r.value);
+			else this.failed(head, r.ok ? null : r.error);
+		}
+		if (this.phase === "draining") {
+			if (this.inFlight.length) return;
+			return this.drained();
+		}
+		if (this.open.length >= this.opts.batchMax) this.flush();
+		this.pump();
+	}
+
+	private granted(batch: Batch, granted: Map<string, { heldAt: Date; expiresAt: Date }>): void {
+		const slots: ActiveSlot[] = [];
+		for (const c of batch.claims) {
+			const times = granted.get(c.slot!.id)!;
+			const slot: ActiveSlot = { id: c.slot!.id, userId: c.userId, status: "HELD", heldAt: times.heldAt, expiresAt: times.expiresAt, epoch: batch.epoch, seq: c.seq };
+			slots.push(slot);
+			this.holders.set(c.userId, slot);
+			this.pendingByUser.delete(c.userId);
+			this.answer(c, { outcome: "GRANTED", epoch: batch.epoch, seq: c.seq, slot });
+			for (const f of c.followers ?? []) this.answer(f, { outcome: "ALREADY_HOLDING", epoch: batch.epoch, seq: f.seq, slot });
+		}
+		this.hooks.committed?.(slots, batch.claims.length, this.clock.now() - batch.started);
+	}
+
+	/**
+	 * Refused whole: the batch's claims are decided again after a takeover, in arrival order, with
+	 * every other undecided claim, except those of buyers the database does not know (a token for
+	 * a deleted account).
+	 */
+	private refused(batch: Batch, result: Extract<CommitResult, { ok: false }>): void {
+		this.hooks.commitFailed?.(result.reason);
+		this.phase = "draining";
+		const unknown = new Set(result.unknownBuyers ?? []);
+		for (const c of batch.claims) {
+			this.pendingByUser.delete(c.userId);
+			if (!unknown.has(c.userId)) {
+				this.redo.push(c);
+				continue;
+			}
+			const refused = new ClaimRefused("UNKNOWN_BUYER", "The account behind this token does not exist");
+			this.fail(c, refused);
+			for (const f of c.followers ?? []) this.fail(f, refused);
+			c.followers = undefined;
+		}
+		if (unknown.size)
 			this.queue = this.queue.filter(c => {
 				if (!unknown.has(c.userId)) return true;
 				this.fail(c, new ClaimRefused("UNKNOWN_BUYER", "The account behind this token does not exist"));
 				return false;
 			});
-			if (result.reason === "FENCED" && this.hooks.stillOwner && !this.hooks.stillOwner()) {
-				// Another node owns the product now: hand the claims back so their callers retry there.
-				this.phase = "retired";
-				return this.failAll(movedAway());
-			}
-			return void this.load();
-		}
-		const slots: ActiveSlot[] = [];
-		for (const c of batch) {
-			const times = result.granted.get(c.slot!.id)!;
-			const slot: ActiveSlot = { id: c.slot!.id, userId: c.userId, status: "HELD", heldAt: times.heldAt, expiresAt: times.expiresAt, epoch, seq: c.seq };
-			slots.push(slot);
-			this.holders.set(c.userId, slot);
-			this.pendingByUser.delete(c.userId);
-			this.answer(c, { outcome: "GRANTED", epoch, seq: c.seq, slot });
-			for (const f of c.followers ?? []) this.answer(f, { outcome: "ALREADY_HOLDING", epoch, seq: f.seq, slot });
-		}
-		this.hooks.committed?.(slots, batch.length, this.clock.now() - started);
-		if (this.open.length >= this.opts.batchMax) this.flush();
-		this.pump();
+		// Another node owns the product now: once drained, hand the claims back so their callers retry there.
+		if (result.reason === "FENCED" && this.hooks.stillOwner && !this.hooks.stillOwner()) this.stepDown = true;
 	}
 
-	private afterCommitError(batch: Claim[], err: unknown): void {
-		this.committing = null;
+	/** The database failed: this batch's claims get 503 (the rest is innocent and decided again after a reload). */
+	private failed(batch: Batch, err: unknown): void {
 		this.hooks.commitFailed?.("ERROR");
+		this.phase = "draining";
 		const refused = new ClaimRefused("UNAVAILABLE", `The sale could not record claims just now; try again (${(err as Error)?.message ?? err})`);
-		for (const c of batch) {
+		for (const c of batch.claims) {
 			this.pendingByUser.delete(c.userId);
 			this.fail(c, refused);
 			for (const f of c.followers ?? []) this.fail(f, refused);
 		}
-		// The rest is innocent: decided again, in order, after the actor reloads.
-		this.requeue([]);
-		void this.load();
 	}
 
-	/** Puts undecided claims back in arrival order; their slots return to the pool on reload. */
-	private requeue(batch: Claim[]): void {
+	/** Every batch behind a refused or failed one is settled: requeue what is undecided, then reload (or step down). */
+	private drained(): void {
 		const back: Claim[] = [];
-		for (const c of [...batch, ...this.open]) {
+		for (const c of [...this.redo, ...this.open]) {
 			back.push(c, ...(c.followers ?? []));
 			c.followers = undefined;
 			c.slot = undefined;
 		}
+		this.redo = [];
 		this.open = [];
 		this.pendingByUser.clear();
 		this.queue = [...back, ...this.queue].sort((a, b) => a.arrival - b.arrival);
+		this.phase = "ready";
+		if (this.stepDown) {
+			this.stepDown = false;
+			this.phase = "retired";
+			return this.failAll(movedAway());
+		}
+		void this.load();
 	}
 
 	/** Takeover: bump the epoch and load the product's state in one transaction. */
@@ -427,7 +514,7 @@ export class ProductActor {
 	// --- answers and flags ---------------------------------------------------------------
 
 	private answer(c: Claim, a: Answer): void {
-		this.hooks.answered?.(a.outcome);
+		this.hooks.answered?.(a.outcome, a.epoch, a.seq);
 		c.resolve(a);
 	}
 
@@ -438,8 +525,9 @@ export class ProductActor {
 
 	/** Fails everything not yet decided (a batch being committed is answered by its commit). */
 	private failAll(e: ClaimRefused): void {
-		const all = [...this.open, ...this.queue];
+		const all = [...this.redo, ...this.open, ...this.queue];
 		for (const c of this.open) this.pendingByUser.delete(c.userId);
+		this.redo = [];
 		this.open = [];
 		this.queue = [];
 		for (const c of all) {
@@ -471,7 +559,9 @@ export class ProductActor {
 	}
 
 	private flagOf(): SoldOutFlag {
-		return { productId: this.productId, epoch: this.epoch, version: this.flagVersion, soldOut: this.soldOut, leaseMs: this.opts.flagLeaseMs };
+		const flag: SoldOutFlag = { productId: this.productId, epoch: this.epoch, version: this.flagVersion, soldOut: this.soldOut, leaseMs: this.opts.flagLeaseMs };
+		if (this.clock.now() < this.saleAt.getTime()) flag.saleAt = this.saleAt.toISOString();
+		return flag;
 	}
 
 	private publishFlag(): void {

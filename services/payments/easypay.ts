@@ -1,13 +1,16 @@
-import { ChargeRequest, ChargeResult, PaymentProvider, simulatedLatency } from "./provider";
+import { ChargeRequest, ChargeResult, PaymentProvider, SimulatedLedger, simulatedLatency } from "./provider";
 
-export function easypayProvider(latencyMs: number): PaymentProvider {
+export function easypayProvider(latencyMs: number, ledger = new SimulatedLedger()): PaymentProvider & { ledger: SimulatedLedger } {
 	return {
 		method: "easypay",
+		ledger,
 		fields: { provider: { type: "enum", values: ["kakaopay", "naverpay", "toss"] } },
 		details: f => ({ provider: f.provider }),
-		async charge(req: ChargeRequest): Promise<ChargeResult> {
-			await simulatedLatency(latencyMs);
-			return { approved: true, reference: `${req.details.provider}-${req.paymentId}` };
+		charge(req: ChargeRequest): Promise<ChargeResult> {
+			return ledger.charge(req.idempotencyKey, async () => {
+				await simulatedLatency(latencyMs);
+				return { approved: true, reference: `${req.details.provider}-${req.paymentId}` };
+			});
 		},
 	};
 }

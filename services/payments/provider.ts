@@ -4,6 +4,8 @@
  * A new method is one file beside these, added to ./index.ts.
  */
 export interface ChargeRequest {
+	/** The gateway's idempotency key: one charge per key, however often it is asked. */
+	idempotencyKey: string;
 	paymentId: string;
 	userId: string;
 	amount: number;
@@ -18,9 +20,33 @@ export interface PaymentProvider {
 	readonly method: string;
 	/** Validation schema (fastest-validator) of the method's fields in the initiate body. */
 	readonly fields: Record<string, unknown>;
-	/** What is kept of the fields (never a full card number). */
+	/** What is kept of the fields: never a full card number (at most its brand and last four digits). */
 	details(fields: Record<string, unknown>): Record<string, unknown>;
+	/** Idempotent by `idempotencyKey`: asked again, it answers the first result and charges nothing. */
 	charge(req: ChargeRequest): Promise<ChargeResult>;
 }
 
 export const simulatedLatency = (ms: number) => (ms > 0 ? new Promise(r => setTimeout(r, ms)) : Promise.resolve());
+
+/**
+ * The simulated gateway's side of the money: every charge it made, by idempotency key, as a real
+ * gateway keeps them. A repeated key gets the first answer (even while the first is in flight).
+ */
+export class SimulatedLedger {
+	private readonly byKey = new Map<string, Promise<ChargeResult>>();
+	/** Charges actually made (approved), per idempotency key: what a test counts. */
+	readonly charged = new Map<string, number>();
+
+	charge(key: string, decide: () => Promise<ChargeResult>): Promise<ChargeResult> {
+		const known = this.byKey.get(key);
+		if (known) return known;
+		const result = decide().then(r => {
+			if (r.approved) this.charged.set(key, (this.charged.get(key) ?? 0) + 1);
+			return r;
+		});
+		// A failure of the call itself is not an answer: the next attempt may charge.
+		result.catch(() => this.byKey.delete(key));
+		this.byKey.set(key, result);
+		return result;
+	}
+}

@@ -8,6 +8,8 @@ class GuardedEnvironment extends TestEnvironment {
 	async setup() {
 		await super.setup();
 		this.global.__openResources = new Map();
+		// Cleanups of shared servers' leftovers (a namespace's JetStream stream), run after the file.
+		this.global.__afterFile = [];
 	}
 
 	async teardown() {
@@ -19,6 +21,7 @@ class GuardedEnvironment extends TestEnvironment {
 				/* already gone */
 			}
 		}
+		for (const cleanup of this.global.__afterFile) await cleanup().catch(() => undefined);
 		await super.teardown();
 		if (open.length > 0)
 			throw new Error(`Test file leaked ${open.length} running resource(s): ${open.map(r => r.name).join(", ")}`);

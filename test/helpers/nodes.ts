@@ -2,10 +2,12 @@ import { ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import type { Context, ServiceBroker } from "moleculer";
+import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { loadConfig } from "../../config";
-import { createBroker } from "../../lib/broker";
-import { NOTIFICATION_EVENT, MessageBody } from "../../mixins/notify.mixin";
+import { createBroker } from "../../broker";
+import { MessageBatch, MessageBody, NOTIFICATIONS_CHANNEL } from "../../contracts";
+import type { ChannelBroker } from "../../lib/channels";
+import { deleteStream } from "./jetstream";
 import { track, untrack } from "./resources";
 
 export const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
@@ -14,14 +16,17 @@ export const TEST_SECRET = "test-secret-of-at-least-32-characters!!";
 
 /** A NAMESPACE per test: Moleculer subjects on NATS and Redis keys of one test never meet another's. */
 export function freshNamespace(label = "t"): string {
-	return `${label}-${process.pid}-${randomBytes(4).toString("hex")}`;
+	const namespace = `${label}-${process.pid}-${randomBytes(4).toString("hex")}`;
+	// Every node of a namespace makes its notifications stream on the shared NATS: gone after the file.
+	(globalThis as { __afterFile?: (() => Promise<void>)[] }).__afterFile?.push(() => deleteStream(namespace));
+	return namespace;
 }
 
 export interface StoreNode {
 	broker: ServiceBroker;
 	/** http://127.0.0.1:port of its gateway, when it runs `api`. */
 	url: string;
-	/** Message bodies this node's services emitted or received (when it runs the capture). */
+	/** Message bodies this node's services published to the notifier (in publish order). */
 	messages: MessageBody[];
 	stop(): Promise<void>;
 }
@@ -30,19 +35,21 @@ export interface StoreNode {
  * Starts one store node inside the test process, configured from `env` exactly as
  * `npm start` would be (PORT defaults to 0 = any free port, METRICS_PORT to 0 = no listener).
  */
-export async function startNode(env: Record<string, string | undefined>): Promise<StoreNode> {
+export async function startNode(
+	env: Record<string, string | undefined>,
+	extend: Record<string, Partial<ServiceSchema<any, any>>> = {}
+): Promise<StoreNode> {
 	const config = loadConfig({ PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", ...env });
-	const broker = createBroker(config, { skipProcessEventRegistration: true });
+	const broker = createBroker(config, { skipProcessEventRegistration: true }, extend);
 	const messages: MessageBody[] = [];
-	// Listens the way the notifier will: a plain event subscriber, no business logic.
-	broker.createService({
-		name: `capture-${randomBytes(3).toString("hex")}`,
-		events: {
-			[NOTIFICATION_EVENT](ctx: Context<MessageBody>) {
-				messages.push(ctx.params);
-			},
-		},
-	});
+	// Sees what this node's services hand the notifier, as they hand it: every publish on the
+	// notifications channel, before it leaves the node (what arrives is the notifier tests' business).
+	const channels = broker as ChannelBroker;
+	const publish = channels.sendToChannel.bind(broker);
+	channels.sendToChannel = (name: string, payload: unknown, opts?: Record<string, unknown>) => {
+		if (name === NOTIFICATIONS_CHANNEL) messages.push(...(payload as MessageBatch).messages);
+		return publish(name, payload, opts);
+	};
 	const key = {};
 	track(key, { name: `broker ${broker.nodeID}`, close: () => broker.stop() });
 	try {

@@ -1,7 +1,10 @@
+import http from "node:http";
 import { Client } from "pg";
-import { signAccessToken } from "../../lib/tokens";
+import { seedBuyers as seedInBulk } from "../../bench/lib/seed";
 import { observe, ObservedAnswer } from "../../lib/order-check";
 import { TEST_SECRET } from "./nodes";
+import { createUnits } from "../../services/products/sql";
+import { expireAndReclaim } from "../../services/slots/sql";
 
 export interface Buyer {
 	id: string;
@@ -18,17 +21,9 @@ async function withClient<T>(url: string, work: (c: Client) => Promise<T>): Prom
 	}
 }
 
-/** `n` buyers inserted in one statement (no sign-up hashing), with access tokens minted for them. */
-export async function seedBuyers(url: string, n: number, prefix: string): Promise<Buyer[]> {
-	return withClient(url, async c => {
-		const { rows } = await c.query(
-			`INSERT INTO users (login_id, email, password_hash)
-			 SELECT $1 || g, $1 || g || '@example.com', 'not-a-hash' FROM generate_series(1, $2::int) AS g
-			 RETURNING id`,
-			[prefix, n]
-		);
-		return rows.map(r => ({ id: String(r.id), token: signAccessToken(TEST_SECRET, { sub: String(r.id), role: "buyer" }, 3600) }));
-	});
+/** `n` buyers straight in the database (the load tool's seeding, no sign-up hashing), with access tokens minted for them. */
+export function seedBuyers(url: string, n: number, prefix: string): Promise<Buyer[]> {
+	return seedInBulk(url, n, prefix, TEST_SECRET, { passwordHash: "not-a-hash", emailDomain: "example.com" });
 }
 
 /** A product and its slot rows, as products.create makes them, straight in the database. */
@@ -36,8 +31,33 @@ export async function createSale(url: string, stock: number, saleAt = new Date(D
 	return withClient(url, async c => {
 		const { rows } = await c.query(`INSERT INTO products (name, price, stock, sale_at) VALUES ('Test drop', 1000, $1, $2) RETURNING id`, [stock, saleAt]);
 		const id = String(rows[0].id);
-		await c.query(`INSERT INTO slots (product_id, unit) SELECT $1, u FROM generate_series(1, $2::int) AS u`, [id, stock]);
+		await createUnits(c, id, stock);
 		return id;
+	});
+}
+
+/**
+ * Expires one HELD slot now and gives its unit a fresh AVAILABLE row, with the slots service's own
+ * statement, and tells nobody (as a reclaim whose broadcast was lost). Returns whether it expired.
+ */
+export async function reclaimSlot(url: string, slotId: string): Promise<boolean> {
+	return withClient(url, async c => {
+		// The statement skips a row someone holds locked (the job scheduler, for a moment): try again then.
+		for (let attempt = 0; attempt < 50; attempt++) {
+			await c.query("BEGIN");
+			try {
+				const rows = await expireAndReclaim({ query: (text, values) => c.query(text, values as unknown[]).then(r => r.rows) }, { slotId, evenIfNotDue: true });
+				await c.query("COMMIT");
+				if (rows.length === 1) return true;
+			} catch (err) {
+				await c.query("ROLLBACK");
+				throw err;
+			}
+			const { rows } = await c.query("SELECT status FROM slots WHERE id = $1", [slotId]);
+			if (rows[0]?.status !== "HELD") return false;
+			await sleep(50);
+		}
+		return false;
 	});
 }
 
@@ -49,11 +69,37 @@ export interface ClaimReply extends ObservedAnswer {
 	ms: number;
 }
 
+/**
+ * Claims go out over a pool of kept-alive connections, as a browser crowd behind a few proxies or a
+ * load tool would send them: thousands of claims "at once" queue for 128 sockets instead of opening
+ * 2,000 connections, which on a slow machine fails at connect time, not at the store.
+ */
+const claimAgent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+
+function post(url: string, token: string): Promise<{ status: number; text: string; retryAfter: string | null }> {
+	return new Promise((resolve, reject) => {
+		const req = http.request(url, { method: "POST", agent: claimAgent, headers: { authorization: `Bearer ${token}`, "content-length": "0" } }, res => {
+			let text = "";
+			res.setEncoding("utf8");
+			res.on("data", chunk => (text += chunk));
+			res.on("end", () => resolve({ status: res.statusCode ?? 0, text, retryAfter: (res.headers["retry-after"] as string | undefined) ?? null }));
+			res.on("error", reject);
+		});
+		req.on("error", reject);
+		req.end();
+	});
+}
+
 export async function claim(base: string, productId: string, buyer: Buyer): Promise<ClaimReply> {
 	const t0 = Date.now();
-	const res = await fetch(`${base}/api/products/${productId}/slots`, { method: "POST", headers: { authorization: `Bearer ${buyer.token}` } });
-	const body = await res.json().catch(() => null);
-	return { ...observe(res.status, body), status: res.status, body, retryAfter: res.headers.get("retry-after"), buyer: buyer.id, ms: Date.now() - t0 };
+	const res = await post(`${base}/api/products/${productId}/slots`, buyer.token);
+	let body: any = null;
+	try {
+		body = JSON.parse(res.text);
+	} catch {
+		body = null;
+	}
+	return { ...observe(res.status, body), status: res.status, body, retryAfter: res.retryAfter, buyer: buyer.id, ms: Date.now() - t0 };
 }
 
 export interface SaleState {

@@ -1,0 +1,47 @@
+import { BrokerOptions, ServiceBroker, ServiceSchema } from "moleculer";
+import { bindConfig, Config, ConfigError } from "./config";
+import { brokerOptions } from "./moleculer.config";
+import AllocatorService from "./services/allocator.service";
+import ApiService from "./services/api.service";
+import NotifierService from "./services/notifier.service";
+import PaymentsService from "./services/payments.service";
+import ProductsService from "./services/products.service";
+import SalesService from "./services/sales.service";
+import SlotsService from "./services/slots.service";
+import UsersService from "./services/users.service";
+
+/** Every service a node can run, by the name SERVICES uses: a schema, or a factory of one from the config. */
+export const SERVICES: Record<string, ServiceSchema<any, any> | ((config: Config) => ServiceSchema<any, any>)> = {
+	users: UsersService,
+	products: ProductsService,
+	slots: SlotsService,
+	allocator: AllocatorService,
+	payments: PaymentsService,
+	notifier: NotifierService,
+	sales: SalesService,
+	api: ApiService,
+};
+
+/**
+ * Builds a node's broker with the services its config names. `extend` adds a mixin to a named
+ * service (its methods win over the service's own): how tests wrap a service's I/O, never used in
+ * production.
+ */
+export function createBroker(
+	config: Config,
+	overrides: Partial<BrokerOptions> = {},
+	extend: Record<string, Partial<ServiceSchema<any, any>>> = {}
+): ServiceBroker {
+	const names = config.services ?? Object.keys(SERVICES);
+	const unknown = names.filter(n => !SERVICES[n]);
+	if (unknown.length)
+		throw new ConfigError(`SERVICES names unknown service(s): ${unknown.join(", ")} (known: ${Object.keys(SERVICES).join(", ")})`);
+	const broker = new ServiceBroker({ ...brokerOptions(config), ...overrides });
+	bindConfig(broker, config);
+	for (const name of names) {
+		const entry = SERVICES[name];
+		const schema = typeof entry === "function" ? entry(config) : entry;
+		broker.createService(extend[name] ? { ...extend[name], name, mixins: [schema, ...(extend[name].mixins ?? [])] } : schema);
+	}
+	return broker;
+}

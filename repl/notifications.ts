@@ -1,0 +1,38 @@
+import { asAdmin, guarded, ReplCommand, say, table } from "./command";
+
+/** The notifier's delivery log: `deliveries [--failed]`, `resend <deliveryId>`. */
+
+/** The notifier's admin actions (the same ones GET /api/admin/notifications and .../resend call). */
+export const NOTIFIER_LIST = "notifier.list";
+export const NOTIFIER_RESEND = "notifier.resend";
+
+export const deliveriesCommand: ReplCommand = {
+	command: "deliveries",
+	description: "The latest deliveries (e-mail, Slack, Discord) with status and attempts; --failed for the failed ones only",
+	options: [
+		{ option: "--failed", description: "only deliveries that finally failed" },
+		{ option: "--page <n>", description: "page of the log (newest first)" },
+	],
+	action: guarded(async (broker, args) => {
+		const params: Record<string, unknown> = {};
+		if (args.options.failed) params.status = "FAILED";
+		if (args.options.page) params.page = Number(args.options.page);
+		const { notifications }: any = await broker.call(NOTIFIER_LIST, params, asAdmin);
+		say(`${notifications.length} deliver${notifications.length === 1 ? "y" : "ies"}${args.options.failed ? " failed" : ""}`);
+		say(
+			table(
+				["id", "kind", "channel", "recipient", "status", "attempts", "lastError", "createdAt"],
+				notifications.map((d: any) => [d.id, d.kind, d.channel, d.recipient, d.status, d.attempts, d.lastError, d.createdAt])
+			)
+		);
+	}),
+};
+
+export const resendCommand: ReplCommand = {
+	command: "resend <deliveryId>",
+	description: "Send one delivery again (a failed one, or any by id)",
+	action: guarded(async (broker, args) => {
+		await broker.call(NOTIFIER_RESEND, { id: String(args.deliveryId) }, asAdmin);
+		say(`Delivery ${args.deliveryId} queued to be sent again.`);
+	}),
+};

@@ -1,0 +1,332 @@
+import { createHash } from "node:crypto";
+import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { Config } from "../config";
+import { MessageBatch, MessageBody, NOTIFICATIONS_CHANNEL, NOTIFIER_GROUP } from "../contracts";
+import { AgendaLike, AgendaMixin, WithAgenda } from "../mixins/agenda.mixin";
+import { ConfigMixin } from "../mixins/config.mixin";
+import { DbMixin, WithDb } from "../mixins/db.mixin";
+import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
+import type { ChannelBroker } from "../lib/channels";
+import { streamNameOf } from "../lib/channels";
+import type { Ctx } from "../lib/context";
+import { forbidden, notFound } from "../lib/errors";
+import { operatorMessages } from "../lib/messages";
+import { isId } from "../lib/sql";
+import { backoffMs } from "./notifier/backoff";
+import * as log from "./notifier/delivery-log";
+import { DeliveryRow, NewDelivery } from "./notifier/delivery-log";
+import { DeliveryError, Transport, transportsFor } from "./notifier/transports";
+
+const PAGE_SIZE = 50;
+const JOB = "notification.due";
+const METRICS = {
+	deliveries: "dopamine.notifier.deliveries.total",
+	latency: "dopamine.notifier.delivery.seconds",
+	consumerPending: "dopamine.notifier.consumer.pending",
+	consumerAckPending: "dopamine.notifier.consumer.ack.pending",
+	backlog: "dopamine.notifier.backlog",
+};
+const GAUGE_EVERY_MS = 5_000;
+const PRUNE_EVERY_MS = 60 * 60_000;
+
+type NotifierThis = WithDb & WithAgenda & WithNotify & {
+	config: Config;
+	transports: Map<string, Transport>;
+	/** This node's name in the log's `worker` column (its leases). */
+	worker: string;
+	running: boolean;
+	/** The worker loop: `tick` runs one pass at a time; `wake` asks for another pass soon. */
+	ticking: Promise<void> | null;
+	again: boolean;
+	pollTimer: NodeJS.Timeout | null;
+	gaugeTimer: NodeJS.Timeout | null;
+	pruneTimer: NodeJS.Timeout | null;
+	takeIn(batch: MessageBatch): Promise<number>;
+	wake(): void;
+	tick(): Promise<void>;
+	deliver(row: DeliveryRow): Promise<DeliveryRow | null>;
+	readGauges(): Promise<void>;
+	operatorChannels(): string[];
+};
+
+/**
+ * The notifier: takes message bodies off the durable channel into the delivery log, and delivers
+ * them from there: e-mail (SMTP, or the local mailbox), Slack, Discord; now or at `sendAt`
+ * (an Agenda job); retried with backoff and jitter until `NOTIFIER_MAX_ATTEMPTS`, then FAILED and
+ * the operators told. It knows nothing of the sale: it delivers what it is given, once per key.
+ */
+const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
+	name: "notifier",
+	mixins: [ConfigMixin(), DbMixin(), AgendaMixin(), NotifyMixin()],
+
+	actions: {
+		/** `GET /api/admin/notifications?status=&channel=&page=`: the log, newest first, 50 a page. */
+		list: {
+			params: {
+				$$strict: "remove",
+				status: { type: "enum", values: ["PENDING", "SENT", "FAILED", "CANCELLED"], optional: true },
+				channel: { type: "enum", values: ["email", "slack", "discord", "operators"], optional: true },
+				kind: { type: "string", max: 64, optional: true },
+				recipient: { type: "string", max: 320, optional: true },
+				page: { type: "number", integer: true, positive: true, convert: true, optional: true, default: 1 },
+			},
+			async handler(this: NotifierThis, ctx: Ctx<{ status?: string; channel?: string; kind?: string; recipient?: string; page: number }>) {
+				if (ctx.meta.user && ctx.meta.user.role !== "admin") throw forbidden();
+				const { page, ...filter } = ctx.params;
+				const { rows, total } = await log.listDeliveries(this.db, { ...filter, limit: PAGE_SIZE, offset: (page - 1) * PAGE_SIZE });
+				return { notifications: rows.map(log.wireDelivery), page, pageSize: PAGE_SIZE, total };
+			},
+		},
+
+		/** `POST /api/admin/notifications/:id/resend`: goes out again now, whatever its status, with fresh tries. */
+		resend: {
+			params: { $$strict: "remove", id: { type: "string", max: 20 } },
+			async handler(this: NotifierThis, ctx: Ctx<{ id: string }>) {
+				if (ctx.meta.user && ctx.meta.user.role !== "admin") throw forbidden();
+				const row = isId(ctx.params.id) ? await log.resend(this.db, ctx.params.id) : null;
+				if (!row) throw notFound("Notification", "NOTIFICATION_NOT_FOUND");
+				this.wake();
+				ctx.meta.$statusCode = 202;
+				return { notification: log.wireDelivery(row) };
+			},
+		},
+
+		/**
+		 * Cancels a message not sent yet: by delivery `id`, or by the `dedupeKey` it was published
+		 * with (all its deliveries; a cancel that arrives before its message still stops it).
+		 * REPL: `call notifier.cancel --dedupeKey sale-opened-12`.
+		 */
+		cancel: {
+			params: { $$strict: "remove", id: { type: "string", max: 20, optional: true }, dedupeKey: { type: "string", min: 1, max: 200, optional: true } },
+			async handler(this: NotifierThis, ctx: Ctx<{ id?: string; dedupeKey?: string }>) {
+				if (ctx.meta.user && ctx.meta.user.role !== "admin") throw forbidden();
+				const { id, dedupeKey } = ctx.params;
+				if (!id && !dedupeKey) throw notFound("Notification", "NOTIFICATION_NOT_FOUND");
+				if (id && !isId(id)) throw notFound("Notification", "NOTIFICATION_NOT_FOUND");
+				const ids = await log.cancelDeliveries(this.db, id ? { id } : { dedupeKey });
+				// Best effort: the job finds its row CANCELLED anyway.
+				for (const deliveryId of ids) await this.agenda?.cancel({ name: JOB, data: { deliveryId } }).catch(() => undefined);
+				return { cancelled: ids.length, ids };
+			},
+		},
+
+		/** Drops finished deliveries older than NOTIFIER_RETENTION_DAYS now (it also runs hourly). REPL: `call notifier.prune`. */
+		prune: {
+			visibility: "public",
+			params: {},
+			async handler(this: NotifierThis) {
+				return { pruned: await log.prune(this.db, this.config.notifier.retentionDays) };
+			},
+		},
+
+		/** One pass of the worker now (REPL, tests). */
+		flush: {
+			visibility: "public",
+			params: {},
+			async handler(this: NotifierThis) {
+				await this.tick();
+				return { ok: true };
+			},
+		},
+	},
+
+	channels: {
+		// Defined for real in `created` (the consumer group's name carries the NAMESPACE); this
+		// placeholder only documents where the intake is.
+	},
+
+	methods: {
+		defineJobs(this: NotifierThis, agenda: AgendaLike) {
+			// A scheduled delivery's time came: due now. Conditional, so running twice changes nothing.
+			agenda.define(JOB, async job => {
+				if (await log.markDue(this.db, String(job.attrs.data.deliveryId))) this.wake();
+			});
+		},
+
+		/**
+		 * The intake: a batch off the channel goes into the delivery log in one statement (dedupe
+		 * by key and channel), scheduled ones get their Agenda job, and the worker is woken. Nothing
+		 * is sent here: a slow SMTP server never holds the channel.
+		 */
+		async takeIn(this: NotifierThis, batch: MessageBatch): Promise<number> {
+			const items: NewDelivery[] = [];
+			for (const body of Array.isArray(batch?.messages) ? batch.messages : []) {
+				const m = log.normalize(body as Partial<MessageBody>);
+				if (!m.dedupeKey) m.dedupeKey = `seq-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+				if (m.channel !== "operators") {
+					items.push({ ...m, failedWith: null });
+					continue;
+				}
+				// One delivery per configured operators' channel, each tried and logged on its own.
+				const targets = this.operatorChannels();
+				if (targets.length === 0) items.push({ ...m, failedWith: "no operators' channel configured (SLACK_WEBHOOK_URL, DISCORD_WEBHOOK_URL)" });
+				for (const channel of targets) items.push({ ...m, channel, failedWith: null });
+			}
+			const inserted = await log.insertDeliveries(this.db, items);
+			for (const r of inserted) {
+				if (r.next_attempt_at || !r.send_at) continue;
+				const job = this.agenda.create(JOB, { deliveryId: String(r.id) });
+				job.schedule(new Date(r.send_at));
+				await job.save();
+			}
+			if (inserted.some(r => r.next_attempt_at)) this.wake();
+			return inserted.length;
+		},
+
+		operatorChannels(this: NotifierThis): string[] {
+			return ["slack", "discord"].filter(c => this.transports.has(c));
+		},
+
+		wake(this: NotifierThis) {
+			if (!this.running) return;
+			if (this.ticking) {
+				this.again = true;
+				return;
+			}
+			this.ticking = this.tick()
+				.catch(err => this.logger.warn("notifier:", (err as Error).message))
+				.finally(() => {
+					this.ticking = null;
+					if (this.again) {
+						this.again = false;
+						setImmediate(() => this.wake());
+					}
+				});
+		},
+
+		/** Takes due deliveries, `concurrency` at a time, until none is due; tells the operators what finally failed. */
+		async tick(this: NotifierThis) {
+			const failed: DeliveryRow[] = [];
+			while (this.running) {
+				const rows = await log.takeDue(this.db, this.worker, this.config.notifier.concurrency, this.config.notifier.leaseMs);
+				if (rows.length === 0) break;
+				const outcomes = await Promise.all(rows.map(r => this.deliver(r)));
+				for (const f of outcomes) if (f) failed.push(f);
+			}
+			// Operators hear of buyers' messages that failed; a failed operators' message is not
+			// reported to the operators' channels (that could go round for ever).
+			const report = failed.filter(f => f.channel === "email");
+			if (report.length)
+				await this.notifyOperators(
+					operatorMessages.deliveriesFailed(this.config.locale, {
+						failures: report.map(f => ({ id: String(f.id), kind: f.kind, channel: f.channel, recipient: f.recipient, attempts: f.attempts, lastError: f.last_error })),
+					}),
+					{ dedupeKey: `failed-${createHash("sha1").update(report.map(f => f.id).join(",")).digest("hex")}` }
+				);
+		},
+
+		/** One try of one delivery, its outcome written at once. Returns the row if it FAILED for good. */
+		async deliver(this: NotifierThis, row: DeliveryRow): Promise<DeliveryRow | null> {
+			const id = String(row.id);
+			const transport = this.transports.get(row.channel);
+			try {
+				if (!transport)
+					throw new DeliveryError(
+						["email", "slack", "discord"].includes(row.channel)
+							? `no ${row.channel} configuration on this node (${row.channel === "slack" ? "SLACK_WEBHOOK_URL" : "DISCORD_WEBHOOK_URL"})`
+							: `unknown channel "${row.channel}"`,
+						true
+					);
+				await transport.send({ id, kind: row.kind, channel: row.channel, recipient: row.recipient, subject: row.subject, text: row.text });
+			} catch (err) {
+				const e = err as DeliveryError;
+				const message = e?.message ?? String(err);
+				const last = e?.permanent || row.attempts >= this.config.notifier.maxAttempts;
+				const wait = e?.retryAfterMs ?? backoffMs(row.attempts, this.config.notifier.backoffBaseMs, this.config.notifier.backoffMaxMs);
+				const failed = await log.markTryFailed(this.db, id, this.worker, message, last ? null : new Date(Date.now() + wait));
+				this.broker.metrics.increment(METRICS.deliveries, { channel: row.channel, status: failed ? "FAILED" : "RETRY" });
+				if (failed) this.logger.warn(`Delivery ${id} (${row.kind} by ${row.channel}) FAILED after ${row.attempts} tries: ${message}`);
+				else setTimeout(() => this.wake(), wait + 10).unref();
+				return failed;
+			}
+			await log.markSent(this.db, id, this.worker);
+			this.broker.metrics.increment(METRICS.deliveries, { channel: row.channel, status: "SENT" });
+			const dueAt = new Date(row.send_at ?? row.created_at).getTime();
+			this.broker.metrics.observe(METRICS.latency, Math.max(0, Date.now() - dueAt) / 1000, { channel: row.channel });
+			return null;
+		},
+
+		/** The channel's consumer lag, from JetStream itself, and the log's backlog. */
+		async readGauges(this: NotifierThis) {
+			const b = await log.backlog(this.db);
+			this.broker.metrics.set(METRICS.backlog, b.due, { state: "due" });
+			this.broker.metrics.set(METRICS.backlog, b.later, { state: "scheduled" });
+			const jsm = (this.broker as ChannelBroker).channelAdapter?.manager;
+			if (!jsm) return;
+			const info = await jsm.consumers.info(streamNameOf(this.broker.namespace), `${this.broker.namespace ? `${this.broker.namespace}_` : ""}${NOTIFIER_GROUP}`);
+			this.broker.metrics.set(METRICS.consumerPending, info.num_pending);
+			this.broker.metrics.set(METRICS.consumerAckPending, info.num_ack_pending);
+		},
+	},
+
+	created(this: NotifierThis) {
+		const ns = this.broker.namespace;
+		// The consumer group (JetStream durable consumer) is named with the NAMESPACE, like the stream.
+		this.schema.channels = {
+			[NOTIFICATIONS_CHANNEL]: {
+				group: ns ? `${ns}.${NOTIFIER_GROUP}` : NOTIFIER_GROUP,
+				maxInFlight: this.config.notifier.maxInFlight,
+				async handler(this: NotifierThis, batch: MessageBatch, raw?: { nak?(ms?: number): void }) {
+					try {
+						await this.takeIn(batch);
+					} catch (err) {
+						// The log could not take it (database down): the message comes back later, not at once.
+						this.logger.warn("notifier intake:", (err as Error).message);
+						if (typeof raw?.nak === "function") return raw.nak(2_000);
+						throw err;
+					}
+				},
+			},
+		};
+		this.transports = transportsFor(this.config);
+		this.worker = this.broker.nodeID;
+		this.running = false;
+		this.ticking = null;
+		this.again = false;
+		const m = this.broker.metrics;
+		const metric = (d: Record<string, unknown>) => !m.hasMetric(d.name as string) && m.register(d as never);
+		metric({ type: "counter", name: METRICS.deliveries, labelNames: ["channel", "status"], description: "Delivery tries by channel and outcome (SENT, RETRY, FAILED)" });
+		metric({ type: "histogram", name: METRICS.latency, labelNames: ["channel"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], description: "From a message's due time to its delivery" });
+		metric({ type: "gauge", name: METRICS.consumerPending, description: "Messages on the channel the notifier's JetStream consumer has not yet been given" });
+		metric({ type: "gauge", name: METRICS.consumerAckPending, description: "Messages given to the notifier's consumer and not yet acknowledged" });
+		metric({ type: "gauge", name: METRICS.backlog, labelNames: ["state"], description: "PENDING deliveries, due now or scheduled for later" });
+	},
+
+	async started(this: NotifierThis) {
+		// (The mixins have opened the database and started Agenda by now.)
+		const released = await log.releaseLeases(this.db, this.worker);
+		if (released) this.logger.info(`Took back ${released} delivery(ies) this node had in flight when it stopped.`);
+		for (const [channel, t] of this.transports) this.logger.info(`Notifications by ${channel} go to ${t.describe()}.`);
+		if (!this.transports.has("slack") && !this.transports.has("discord"))
+			this.logger.info("No operators' channel (SLACK_WEBHOOK_URL, DISCORD_WEBHOOK_URL): operators' messages are logged as FAILED.");
+		this.running = true;
+		const poll = () => {
+			this.wake();
+			this.pollTimer = setTimeout(poll, this.config.notifier.pollMs);
+		};
+		this.pollTimer = setTimeout(poll, 0);
+		const gauges = () => {
+			this.readGauges()
+				.catch(err => this.logger.debug("notifier gauges:", err.message))
+				.finally(() => this.running && (this.gaugeTimer = setTimeout(gauges, GAUGE_EVERY_MS)));
+		};
+		this.gaugeTimer = setTimeout(gauges, 1_000);
+		const pruneOld = () => {
+			log.prune(this.db, this.config.notifier.retentionDays)
+				.then(n => n && this.logger.info(`Pruned ${n} finished delivery(ies) older than ${this.config.notifier.retentionDays} days.`))
+				.catch(err => this.logger.warn("notifier prune:", err.message))
+				.finally(() => this.running && (this.pruneTimer = setTimeout(pruneOld, PRUNE_EVERY_MS)));
+		};
+		this.pruneTimer = setTimeout(pruneOld, 10_000);
+	},
+
+	async stopped(this: NotifierThis) {
+		this.running = false;
+		for (const t of [this.pollTimer, this.gaugeTimer, this.pruneTimer]) if (t) clearTimeout(t);
+		// A try in flight finishes (and is written) before the database closes.
+		await this.ticking;
+		for (const t of this.transports.values()) await t.close?.();
+	},
+};
+
+export default NotifierService;

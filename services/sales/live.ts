@@ -1,0 +1,201 @@
+import type { ServiceBroker } from "moleculer";
+import type { DataSource } from "typeorm";
+import { availableNodes } from "../../lib/registry";
+import { METRICS } from "../../lib/store-metrics";
+import { ownerOf } from "../../lib/strategies/rendezvous";
+
+/**
+ * The dashboard's live numbers, for the whole cluster, from what the store already keeps:
+ * - every node's metrics (Moleculer's built-in `$node.metrics` action, asked of each node): claims
+ *   answered by outcome, the allocator's claim latency, the notifier's lag and deliveries;
+ * - each product's actor state, asked of its owner (`allocator.state`): epoch, queue depth;
+ * - one aggregate count of the slot rows per product per refresh (not per claim), shared by every
+ *   viewer of the dashboard: stock, held, paid, expired, remaining.
+ * Nothing here touches the claim path.
+ */
+
+export interface LiveProduct {
+	id: string;
+	name: string;
+	stock: number;
+	saleAt: string;
+	status: "SCHEDULED" | "ON_SALE" | "SOLD_OUT";
+	held: number;
+	paid: number;
+	expired: number;
+	remaining: number;
+	epoch: number;
+	owner: string | null;
+	/** Whether the owner has the product's actor in memory, and its queue depth. */
+	loaded: boolean;
+	depth: number;
+	/** Claims the allocator answered for this product in the last complete seconds, per second. */
+	claimsPerSecond: Record<string, number>;
+}
+
+export interface LiveSnapshot {
+	at: string;
+	nodes: { id: string; services: string[] }[];
+	allocatorNodes: string[];
+	claims: { total: Record<string, number>; perSecond: Record<string, number> };
+	/** Highest p99 of `allocator.claim` over the allocator nodes (their last 60 s), in ms. */
+	p99ClaimMs: number | null;
+	notifier: { lag: number | null; failed: number | null; byStatus: Record<string, number> };
+	products: LiveProduct[];
+}
+
+interface MetricSnapshot {
+	name: string;
+	type: string;
+	values: { labels: Record<string, string>; value?: number; count?: number; quantiles?: Record<string, number | undefined> }[];
+}
+
+/** Metric names of the notifier (its service registers them); absent until a notifier node runs. */
+export const NOTIFIER_METRICS = {
+	/** Messages on the notifier's channel its JetStream consumer has not been given yet. */
+	lag: ["dopamine.notifier.consumer.pending"],
+	/** Delivery tries by channel and status (SENT, RETRY, FAILED). */
+	deliveries: ["dopamine.notifier.deliveries.total"],
+};
+
+/** Products on today's sales (opening within a day either side of now), with their row counts. */
+export function saleCounts(db: DataSource): Promise<{ id: string; name: string; stock: number; sale_at: Date; epoch: number; available: number; held: number; paid: number; expired: number }[]> {
+	return db.query(
+		`SELECT p.id, p.name, p.stock, p.sale_at, p.epoch,
+		        count(s.id) FILTER (WHERE s.status = 'AVAILABLE')::int AS available,
+		        count(s.id) FILTER (WHERE s.status = 'HELD')::int AS held,
+		        count(s.id) FILTER (WHERE s.status = 'PAID')::int AS paid,
+		        count(s.id) FILTER (WHERE s.status = 'EXPIRED')::int AS expired
+		 FROM products p LEFT JOIN slots s ON s.product_id = p.id
+		 WHERE p.sale_at BETWEEN now() - interval '1 day' AND now() + interval '1 day'
+		 GROUP BY p.id ORDER BY p.sale_at, p.id LIMIT 100`
+	);
+}
+
+/** Per product, claims per second over the last two complete seconds the recorder has written. */
+export async function recentClaimRates(db: DataSource): Promise<Map<string, Record<string, number>>> {
+	const rows: { product_id: string; outcome: string; n: number }[] = await db.query(
+		`SELECT product_id, outcome, sum(n)::int AS n FROM claim_stats
+		 WHERE second >= date_trunc('second', now()) - interval '3 seconds' AND second < date_trunc('second', now()) - interval '1 second'
+		 GROUP BY product_id, outcome`
+	);
+	const out = new Map<string, Record<string, number>>();
+	for (const r of rows) {
+		const m = out.get(String(r.product_id)) ?? {};
+		m[r.outcome] = r.n / 2;
+		out.set(String(r.product_id), m);
+	}
+	return out;
+}
+
+/** Claims per second from the cluster's counters: per node and outcome, so a restarted node (its counter reset) counts from zero. */
+export class RateMeter {
+	private samples: { at: number; totals: Map<string, number> }[] = [];
+
+	rates(totals: Map<string, number>, now: number): Record<string, number> {
+		this.samples.push({ at: now, totals });
+		this.samples = this.samples.filter(s => now - s.at <= 5_000);
+		// The newest sample at least ~1 s old; a fresh meter has no rate yet.
+		const base = [...this.samples].reverse().find(s => now - s.at >= 900);
+		const out: Record<string, number> = {};
+		if (!base) return out;
+		const dt = (now - base.at) / 1000;
+		for (const [key, n] of totals) {
+			const before = base.totals.get(key) ?? 0;
+			const outcome = key.split("|")[1];
+			out[outcome] = (out[outcome] ?? 0) + (n >= before ? n - before : n) / dt;
+		}
+		for (const k of Object.keys(out)) out[k] = Math.round(out[k] * 10) / 10;
+		return out;
+	}
+}
+
+/** Deliveries that finally failed, from the notifier's log (its counters restart with a node); null without a notifier. */
+async function failedDeliveries(broker: ServiceBroker): Promise<number | null> {
+	if (availableNodes(broker, "notifier.list").length === 0) return null;
+	return broker
+		.call<{ total?: number }, object>("notifier.list", { status: "FAILED", page: 1 }, { timeout: 1_500, retries: 0 })
+		.then(r => (typeof r.total === "number" ? r.total : null), () => null);
+}
+
+async function nodeMetrics(broker: ServiceBroker, nodeID: string): Promise<MetricSnapshot[]> {
+	return broker
+		.call<MetricSnapshot[], object>("$node.metrics", { includes: ["dopamine.**", "moleculer.request.time"] }, { nodeID, timeout: 1_500, retries: 0 })
+		.catch(() => []);
+}
+
+export async function liveSnapshot(broker: ServiceBroker, db: DataSource, meter: RateMeter): Promise<LiveSnapshot> {
+	const now = Date.now();
+	const nodes = ((broker.registry as any).getNodeList({ onlyAvailable: true, withServices: true }) as any[]).map(n => ({
+		id: String(n.id),
+		services: ((n.services ?? []) as { name: string }[]).map(s => s.name).filter(s => !s.startsWith("$")),
+	}));
+	const allocators = availableNodes(broker, "allocator.claim");
+	const [metrics, counts, rates, failedLogged] = await Promise.all([
+		Promise.all(nodes.map(async n => ({ node: n.id, list: await nodeMetrics(broker, n.id) }))),
+		saleCounts(db),
+		recentClaimRates(db),
+		failedDeliveries(broker),
+	]);
+
+	const totals = new Map<string, number>();
+	const total: Record<string, number> = {};
+	let p99: number | null = null;
+	let lag: number | null = null;
+	const byStatus: Record<string, number> = {};
+	for (const { node, list } of metrics) {
+		for (const m of list) {
+			if (m.name === METRICS.claims)
+				for (const v of m.values) {
+					const key = `${node}|${v.labels.outcome}`;
+					totals.set(key, (totals.get(key) ?? 0) + (v.value ?? 0));
+					total[v.labels.outcome] = (total[v.labels.outcome] ?? 0) + (v.value ?? 0);
+				}
+			else if (m.name === "moleculer.request.time")
+				for (const v of m.values) {
+					const q = v.quantiles?.["0.99"];
+					if (v.labels.action === "allocator.claim" && typeof q === "number") p99 = Math.max(p99 ?? 0, q);
+				}
+			else if (NOTIFIER_METRICS.lag.includes(m.name)) lag = (lag ?? 0) + m.values.reduce((a, v) => a + (v.value ?? 0), 0);
+			else if (NOTIFIER_METRICS.deliveries.includes(m.name))
+				for (const v of m.values) byStatus[v.labels.status] = (byStatus[v.labels.status] ?? 0) + (v.value ?? 0);
+		}
+	}
+
+	const products = await Promise.all(
+		counts.map(async (r): Promise<LiveProduct> => {
+			const id = String(r.id);
+			const owner = ownerOf(id, allocators, x => x) ?? null;
+			const state: { loaded?: boolean; epoch?: number; depth?: number } = owner
+				? await broker.call<any, object>("allocator.state", { productId: id }, { nodeID: owner, timeout: 1_500, retries: 0 }).catch(() => ({}))
+				: {};
+			const saleAt = new Date(r.sale_at);
+			return {
+				id,
+				name: r.name,
+				stock: r.stock,
+				saleAt: saleAt.toISOString(),
+				status: now < saleAt.getTime() ? "SCHEDULED" : r.available === 0 ? "SOLD_OUT" : "ON_SALE",
+				held: r.held,
+				paid: r.paid,
+				expired: r.expired,
+				remaining: r.available,
+				epoch: state.loaded && state.epoch !== undefined ? state.epoch : r.epoch,
+				owner,
+				loaded: !!state.loaded,
+				depth: state.depth ?? 0,
+				claimsPerSecond: rates.get(id) ?? {},
+			};
+		})
+	);
+
+	return {
+		at: new Date(now).toISOString(),
+		nodes,
+		allocatorNodes: allocators,
+		claims: { total, perSecond: meter.rates(totals, now) },
+		p99ClaimMs: p99 === null ? null : Math.round((p99 as number) * 100) / 100,
+		notifier: { lag, failed: failedLogged ?? byStatus.FAILED ?? (Object.keys(byStatus).length ? 0 : null), byStatus },
+		products,
+	};
+}

@@ -1,0 +1,258 @@
+import fs from "node:fs";
+import type { Browser, Page } from "playwright-core";
+import { launchBrowser, screenshot, seriousA11yViolations } from "../helpers/browser";
+import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
+import { api } from "../helpers/http";
+import { freshNamespace, NATS_URL, startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
+import { Buyer, claim, ClaimReply, createSale, saleState, seedBuyers } from "../helpers/sale";
+import { MESSAGE_KINDS } from "../../contracts";
+import { availableNodes } from "../../lib/registry";
+import { deleteStream } from "../helpers/jetstream";
+import { TestWebhooks } from "../helpers/webhooks";
+
+/**
+ * The admins' view of a sale, in Debian's chromium, on a cluster over NATS (two gateways, two
+ * allocator nodes, the sales service on a third): the dashboard follows a burst of claims within
+ * two seconds and ends equal to PostgreSQL's counts; the report says "fair" for a real sale and
+ * "not fair" for one whose slot rows were tampered with; the operators hear of the sale.
+ */
+describe("admin dashboard and sale report", () => {
+	const DB = freshDatabaseUrl("dash");
+	const NS = freshNamespace("dash");
+	const ADMIN = { loginId: "boss", password: "boss-password-1", email: "boss@example.com" };
+	let nodes: StoreNode[] = [];
+	let core: StoreNode, gw1: StoreNode, gw2: StoreNode;
+	let browser: Browser;
+	let page: Page;
+	let webhooks: TestWebhooks;
+	/** The first sale's buyers and answers, for the tests after the burst. */
+	let firstSale: { productId: string; buyers: Buyer[]; answers: ClaimReply[] };
+	const env = (id: string, services: string, extra: Record<string, string> = {}) => ({
+		DATABASE_URL: DB,
+		JWT_SECRET: TEST_SECRET,
+		TRANSPORTER: NATS_URL,
+		NAMESPACE: NS,
+		NODE_ID: id,
+		SERVICES: services,
+		CLAIM_RATE_PER_SECOND: "100",
+		...extra,
+	});
+
+	beforeAll(async () => {
+		webhooks = await TestWebhooks.start();
+		core = await startNode(
+			env("dash-core", "users,products,slots,payments,sales,notifier,allocator", {
+				ADMIN_LOGIN_ID: ADMIN.loginId,
+				ADMIN_PASSWORD: ADMIN.password,
+				ADMIN_EMAIL: ADMIN.email,
+				// The operators' channel: the sales service's messages go there through the notifier.
+				SLACK_WEBHOOK_URL: webhooks.url("/slack"),
+				LOCALE: "en",
+			})
+		);
+		gw1 = await startNode(env("dash-gw-1", "api"));
+		gw2 = await startNode(env("dash-gw-2", "api,allocator"));
+		nodes = [core, gw1, gw2];
+		for (const n of nodes) await waitFor("both allocators seen", () => availableNodes(n.broker, "allocator.claim").length === 2);
+		browser = await launchBrowser();
+		// bypassCSP: the pages allow only their own scripts, and the axe-core check injects one.
+		const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true, bypassCSP: true });
+		page = await context.newPage();
+	});
+
+	afterAll(async () => {
+		await browser?.close();
+		for (const n of nodes.reverse()) await n.stop();
+		await webhooks?.stop();
+		await deleteStream(NS);
+		await dropDatabase(DB);
+	});
+
+	const cell = (productId: string, field: string) => page.locator(`tr[data-product="${productId}"] td[data-field="${field}"]`);
+	const fieldsOf = async (productId: string) => {
+		const out: Record<string, string> = {};
+		for (const f of ["stock", "held", "paid", "expired", "remaining"]) out[f] = (await cell(productId, f).textContent()) ?? "";
+		return out;
+	};
+
+	it("refuses the dashboard's data to anyone but an admin", async () => {
+		const [buyer] = await seedBuyers(DB, 1, "nosy");
+		expect((await api(gw1.url).get("/api/admin/sales", buyer.token)).status).toBe(403);
+		expect((await api(gw1.url).get("/api/admin/sales")).status).toBe(401);
+		expect((await api(gw1.url).get("/api/admin/sales/1", buyer.token)).body).toMatchObject({ code: 403, type: "FORBIDDEN" });
+
+		// The pages run under their own strict CSP (no bypass here): the sign-in form shows, nothing is blocked.
+		const strict = await browser.newContext();
+		const p = await strict.newPage();
+		const blocked: string[] = [];
+		p.on("console", m => /Content Security Policy/.test(m.text()) && blocked.push(m.text()));
+		const res = await p.goto(`${gw1.url}/admin`);
+		expect(res!.headers()["content-security-policy"]).toContain("script-src 'self'");
+		await p.locator("#login-form").waitFor({ state: "visible" });
+		expect(await p.locator("#app").isHidden()).toBe(true);
+		for (const path of ["/admin/sales/1", "/admin/mailbox"]) {
+			await p.goto(`${gw1.url}${path}`);
+			await p.locator("#login-form").waitFor({ state: "visible" });
+		}
+		expect(blocked).toEqual([]);
+		await strict.close();
+	});
+
+	it("follows a burst of claims within two seconds and ends equal to PostgreSQL's counts", async () => {
+		const productId = await createSale(DB, 30);
+		const buyers = await seedBuyers(DB, 90, "dash");
+
+		await page.goto(`${gw1.url}/admin`);
+		await page.fill("#loginId", ADMIN.loginId);
+		await page.fill("#password", ADMIN.password);
+		await page.click("#login-form button[type=submit]");
+		await cell(productId, "held").waitFor({ timeout: 10_000 });
+		expect(await fieldsOf(productId)).toEqual({ stock: "30", held: "0", paid: "0", expired: "0", remaining: "30" });
+		expect(await page.locator("#node-count").textContent()).toBe("3");
+		expect(await page.locator("#allocator-count").textContent()).toBe("2");
+
+		// The burst, across both gateways; the clock starts at the first grant's answer.
+		let firstGrantAt = 0;
+		const burst = Promise.all(
+			buyers.map(async (b, i): Promise<ClaimReply> => {
+				const r = await claim((i % 2 ? gw2 : gw1).url, productId, b);
+				if (r.status === 201 && !firstGrantAt) firstGrantAt = Date.now();
+				return r;
+			})
+		);
+		await waitFor("the first grant", () => firstGrantAt > 0, 15_000);
+		await page.waitForFunction(id => (globalThis as any).document.querySelector(`tr[data-product="${id}"] td[data-field="held"]`)?.textContent !== "0", productId, { timeout: 2_000, polling: 50 });
+		const seenAfterMs = Date.now() - firstGrantAt;
+		expect(seenAfterMs).toBeLessThanOrEqual(2_000);
+
+		const answers = await burst;
+		expect(answers.filter(a => a.status === 201)).toHaveLength(30);
+		firstSale = { productId, buyers, answers };
+		const pg = await saleState(DB, productId);
+		const [{ expired }] = await sql<{ expired: number }>(DB, "SELECT count(*)::int AS expired FROM slots WHERE product_id = $1 AND status = 'EXPIRED'", [productId]);
+		const expected = { stock: String(pg.stock), held: String(pg.held), paid: String(pg.paid), expired: String(expired), remaining: String(pg.available) };
+		expect(expected).toEqual({ stock: "30", held: "30", paid: "0", expired: "0", remaining: "0" });
+		await waitFor("the dashboard to show PostgreSQL's counts", async () => JSON.stringify(await fieldsOf(productId)) === JSON.stringify(expected), 5_000);
+		expect(await cell(productId, "status").textContent()).toBe("SOLD_OUT");
+		const owner = (await cell(productId, "owner").textContent())!;
+		expect(["dash-core", "dash-gw-2"]).toContain(owner);
+		await waitFor("the claims counted cluster-wide", async () => /GRANTED 30\b/.test((await page.locator("#claims-total").textContent()) ?? ""), 5_000);
+		// Moleculer's quantiles come with its next metrics snapshot.
+		await waitFor("the p99 claim latency", async () => Number(await page.locator("#p99").textContent()) > 0, 10_000);
+		// The notifier runs on the core node: its consumer lag (JetStream's) and failed deliveries (its log) show.
+		await waitFor("the notifier's numbers", async () => /^\d+$/.test((await page.locator("#notifier-lag").textContent()) ?? ""), 10_000);
+		expect(await page.locator("#failed-deliveries").textContent()).toBe("0");
+		await screenshot(page, "admin-dashboard");
+		expect(await seriousA11yViolations(page)).toEqual([]);
+
+		// The operators heard of it: opened, then sold out with how long it took.
+		await waitFor("the sold-out message", () => core.messages.some(m => m.kind === MESSAGE_KINDS.saleSoldOut && m.text.includes(`product ${productId}`)), 10_000);
+		const mine = core.messages.filter(m => m.text.includes(`(product ${productId})`));
+		expect(mine.map(m => m.kind)).toEqual([MESSAGE_KINDS.saleOpened, MESSAGE_KINDS.saleSoldOut]);
+		expect(mine.every(m => m.channel === "operators")).toBe(true);
+		expect(mine[1].text).toMatch(/sold out: all 30 unit\(s\) went in \d+(\.\d+)? s/);
+		// ...and the notifier delivered it to Slack.
+		await waitFor("the sold-out message on Slack", () => webhooks.on("/slack").some(h => JSON.stringify(h.body).includes(`(product ${productId}) sold out: all 30`)), 15_000);
+	});
+
+	it("shows the report of a real sale as fair, with its chart, winners and their payments, and a JSON download", async () => {
+		const { productId, buyers, answers } = firstSale;
+		// One winner pays: the report shows the payment's state.
+		const paid = answers.find(a => a.status === 201)!;
+		const payer = buyers.find(b => b.id === paid.buyer)!;
+		const started = await api(gw1.url).post(`/api/slots/${paid.body.slot.id}/payments`, { method: "card", cardNumber: "4242424242424242" }, payer.token, { "idempotency-key": "dash-pay-1" });
+		expect(started.status).toBe(201);
+		const confirmed = await api(gw1.url).post(`/api/payments/${started.body.payment.id}/confirm`, undefined, payer.token);
+		expect(confirmed.status).toBe(200);
+		await waitFor("the recorder's sold-out facts", async () => (await sql(DB, "SELECT 1 FROM claim_epochs WHERE product_id = $1 AND outcome = 'SOLD_OUT'", [productId])).length > 0);
+		await page.goto(`${gw1.url}/admin/sales/${productId}`);
+		await page.locator("#verdict", { hasText: /fair/ }).waitFor({ timeout: 10_000 });
+		await waitFor("the report to count every grant", async () => (await page.locator("#winners tr").count()) === 30, 5_000);
+		expect(await page.locator("#verdict").textContent()).toBe("fair");
+		expect(await page.locator("#problems li").count()).toBe(0);
+		expect(await page.locator("#granted").textContent()).toBe("30");
+		expect(await page.locator("#paid").textContent()).toBe("1");
+		expect(await page.locator(`#winners tr[data-slot="${paid.body.slot.id}"] td:last-child`).textContent()).toBe("SUCCESS");
+		expect(await page.locator("#winners tr td:last-child", { hasText: "none" }).count()).toBe(29);
+		expect(await page.locator("#duration").textContent()).toMatch(/^\d+\.\d\d s$/);
+		expect(await page.locator("#chart svg [data-outcome=GRANTED]").count()).toBe(1);
+		// Winners in their place in line: (epoch, seq) ascending.
+		const places = await page.locator("#winners tr td:first-child").allTextContents();
+		expect(places.map(Number)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+		await screenshot(page, "admin-report");
+		expect(await seriousA11yViolations(page)).toEqual([]);
+
+		const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+		const file = JSON.parse(fs.readFileSync((await download.path())!, "utf8"));
+		expect(file.orderCheck.verdict).toBe("fair");
+		expect(file.winners).toHaveLength(30);
+		expect(download.suggestedFilename()).toBe(`sale-${productId}-report.json`);
+	});
+
+	it("lists the local mailbox (the winners' e-mails), opens one, and re-sends one", async () => {
+		await page.goto(`${gw1.url}/admin/mailbox`);
+		await waitFor("the winners' e-mails in the mailbox", async () => (await page.locator("#mails tr[data-delivery]").count()) >= 30, 15_000);
+		const rows = page.locator("#mails tr[data-delivery]");
+		const recipients = await page.locator("#mails tr[data-delivery] td:nth-child(2)").allTextContents();
+		expect(recipients.filter(r => /^dash\d+@example\.com$/.test(r)).length).toBeGreaterThanOrEqual(30);
+		expect(await page.locator("#mails tr[data-delivery] td:nth-child(5)", { hasText: "SENT" }).count()).toBeGreaterThanOrEqual(30);
+		await rows.first().locator("button.link").click();
+		await page.locator("#reader").waitFor({ state: "visible" });
+		expect((await page.locator("#reader-text").textContent())!.length).toBeGreaterThan(10);
+		await screenshot(page, "admin-mailbox");
+		expect(await seriousA11yViolations(page)).toEqual([]);
+
+		const id = (await rows.first().getAttribute("data-delivery"))!;
+		const token = await page.evaluate(() => (globalThis as any).sessionStorage.getItem("dopamine.admin.token"));
+		const before = (await api(gw1.url).get("/api/admin/notifications?channel=email", token)).body.notifications.find((d: any) => d.id === id);
+		await rows.first().locator("button", { hasText: "Resend" }).click();
+		await waitFor("the delivery sent again", async () => {
+			const now = (await api(gw1.url).get("/api/admin/notifications?channel=email", token)).body.notifications.find((d: any) => d.id === id);
+			return now.status === "SENT" && Date.parse(now.sentAt) > Date.parse(before.sentAt);
+		}, 15_000);
+	});
+
+	it("shows a sale whose slot rows were tampered with as not fair, and says why; the summary says so too", async () => {
+		const productId = await createSale(DB, 10);
+		const buyers = await seedBuyers(DB, 30, "tamper");
+		const answers = await Promise.all(buyers.map((b, i) => claim((i % 2 ? gw2 : gw1).url, productId, b)));
+		expect(answers.filter(a => a.status === 201)).toHaveLength(10);
+		await waitFor("the recorder's sold-out facts", async () => (await sql(DB, "SELECT 1 FROM claim_epochs WHERE product_id = $1 AND outcome = 'SOLD_OUT'", [productId])).length > 0);
+		const [{ min_seq, epoch }] = await sql<{ min_seq: string; epoch: number }>(DB, "SELECT min_seq, epoch FROM claim_epochs WHERE product_id = $1 AND outcome = 'SOLD_OUT' ORDER BY epoch DESC LIMIT 1", [productId]);
+
+		// Before: fair. Then a grant is moved behind the first SOLD_OUT in its epoch.
+		expect((await core.broker.call<any, object>("sales.report", { productId }, { meta: { user: { id: "t", role: "admin" } } })).report.orderCheck.verdict).toBe("fair");
+		const late = Number(min_seq) + 3;
+		const tampered = await sql<{ id: string }>(DB, "UPDATE slots SET seq = $3 WHERE id = (SELECT id FROM slots WHERE product_id = $1 AND epoch = $2 AND status = 'HELD' ORDER BY seq LIMIT 1) RETURNING id::text", [productId, epoch, late]);
+		expect(tampered).toHaveLength(1);
+
+		await page.goto(`${gw1.url}/admin/sales/${productId}`);
+		await page.locator("#verdict", { hasText: /fair/ }).waitFor({ timeout: 10_000 });
+		expect(await page.locator("#verdict").textContent()).toBe("not fair");
+		expect(await page.locator("#problems li").allTextContents()).toEqual([`epoch ${epoch}: SOLD_OUT at seq ${min_seq} before GRANTED at seq ${late}`]);
+		await screenshot(page, "admin-report-not-fair");
+
+		// The sale closes when no grant is held any more: its summary carries the verdict.
+		for (const a of answers.filter(x => x.status === 201)) await core.broker.call("slots.expire", { slotId: a.body.slot.id });
+		await waitFor("the summary", () => core.messages.some(m => m.kind === MESSAGE_KINDS.saleSummary && m.text.includes(`(product ${productId})`)), 10_000);
+		const summary = core.messages.find(m => m.kind === MESSAGE_KINDS.saleSummary && m.text.includes(`(product ${productId})`))!;
+		expect(summary.subject).toMatch(/not fair$/);
+		expect(summary.text).toMatch(/Claims: .*GRANTED 10.*SOLD_OUT \d+/);
+		expect(summary.text).toContain("Grants 10, paid 0, expired 10");
+		expect(summary.text).toContain(`Order check: NOT FAIR (epoch ${epoch}: SOLD_OUT at seq ${min_seq} before GRANTED at seq ${late})`);
+	});
+
+	it("rebuilds the same report from PostgreSQL after every node restarted", async () => {
+		const asAdmin = { meta: { user: { id: "t", role: "admin" } } };
+		const [{ id: productId }] = await sql<{ id: string }>(DB, "SELECT id::text FROM products ORDER BY id LIMIT 1");
+		const before = (await core.broker.call<any, object>("sales.report", { productId }, asAdmin)).report;
+		for (const n of nodes.reverse()) await n.stop();
+		nodes = [];
+		const fresh = await startNode({ DATABASE_URL: DB, JWT_SECRET: TEST_SECRET, SERVICES: "sales" });
+		nodes.push(fresh);
+		const after = (await fresh.broker.call<any, object>("sales.report", { productId }, asAdmin)).report;
+		expect({ ...after, generatedAt: null }).toEqual({ ...before, generatedAt: null });
+		expect(after.orderCheck.verdict).toBe("fair");
+		expect(after.claims.byOutcome.GRANTED).toBe(30);
+	});
+});

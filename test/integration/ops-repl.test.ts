@@ -1,0 +1,125 @@
+import { freePort } from "../../bench/lib/store";
+import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
+import { ChildNode, spawnNode, TEST_SECRET, waitFor } from "../helpers/nodes";
+import { claim, createSale, seedBuyers, slotStatus } from "../helpers/sale";
+
+/**
+ * The operators' REPL commands, each run through the REPL's own command runner: a store started
+ * with `--repl` (as `npm run repl` does), commands written to its stdin, their output read back.
+ */
+describe("operators' REPL", () => {
+	let db: string;
+	let node: ChildNode;
+	let base: string;
+
+	/**
+	 * Runs one command and returns what it printed. With `until`, waits for that output (the REPL
+	 * redraws its prompt whenever a log line arrives, so a prompt alone does not mean the command
+	 * is done); without, returns what came before the next prompt.
+	 */
+	async function run(command: string, until?: RegExp | string): Promise<string> {
+		const start = node.output().length;
+		node.proc.stdin!.write(`${command}\n`);
+		const seen = () => node.output().slice(start);
+		const done = until === undefined ? () => seen().includes("mol $ ")
+			: typeof until === "string" ? () => seen().includes(until) : () => until.test(seen());
+		await waitFor(`"${command}" to finish`, done, 15_000).catch(() => undefined);
+		const out = seen();
+		if (until === undefined) return out.slice(0, out.indexOf("mol $ "));
+		// Up to the prompt that follows the awaited output.
+		const at = typeof until === "string" ? out.indexOf(until) + until.length : (() => {
+			const m = new RegExp(until.source, until.flags.replace("g", "")).exec(out);
+			return m ? m.index + m[0].length : out.length;
+		})();
+		const prompt = out.indexOf("mol $ ", Math.max(0, at));
+		return prompt >= 0 ? out.slice(0, prompt) : out;
+	}
+
+	beforeAll(async () => {
+		db = freshDatabaseUrl("repl_ops");
+		const port = await freePort();
+		base = `http://127.0.0.1:${port}`;
+		node = spawnNode({ DATABASE_URL: db, PORT: String(port), METRICS_PORT: "0", JWT_SECRET: TEST_SECRET, LOG_LEVEL: "warn" }, ["--repl"]);
+		await waitFor("the REPL prompt", () => /mol \$/.test(node.output()), 30_000);
+		await waitFor("the store to answer", async () => (await fetch(`${base}/api/health`)).status === 200, 30_000);
+	});
+
+	afterAll(async () => {
+		await node?.stop();
+		await dropDatabase(db);
+	});
+
+	it("lists every store command with its help text", async () => {
+		const help = await run("help", /^(?=[\s\S]*report \[options\] <productId>)(?=[\s\S]*resend <deliveryId>)[\s\S]*as an administrator/);
+		for (const [cmd, text] of [
+			["sale <productId>", "live state"],
+			["sales", "today's sales"],
+			["owners", "owns which"],
+			["expire <slotId>", "Expire one HELD slot"],
+			["sweep", "safety net"],
+			["deliveries [options]", "--failed"],
+			["resend <deliveryId>", "Send one delivery again"],
+			["report [options] <productId>", "order check verdict"],
+			["admin <action>", "as an administrator"],
+		])
+			expect(help).toMatch(new RegExp(`${cmd.replace(/[[\]<>]/g, "\\$&")}\\s+.*${text}`));
+	});
+
+	it("runs an admin action as an administrator (`admin`), then shows the sale live, its owner and its report", async () => {
+		const saleAt = new Date(Date.now() - 1000).toISOString();
+		const created = await run(`admin products.create --name "REPL drop" --price 1500 --stock 3 --saleAt ${saleAt}`, /\n\}\s*\n/);
+		const product = JSON.parse(created.slice(created.indexOf("{"))).product;
+		expect(product).toMatchObject({ name: "REPL drop", stock: 3 });
+		expect(await sql(db, "SELECT stock FROM products WHERE id = $1", [product.id])).toEqual([{ stock: 3 }]);
+		// Moleculer's own `call` without an identity is refused by the action.
+		expect(await run(`call products.update '{"id":"${product.id}","stock":9}'`, /UNAUTHORIZED|Sign in first/)).toMatch(/UNAUTHORIZED|Sign in first/);
+		expect(await run(`admin products.update --id ${product.id} --stock 4`, /"stock": 4/)).toMatch(/"stock": 4/);
+
+		const buyers = await seedBuyers(db, 6, "replb");
+		const answers = [];
+		for (const b of buyers) answers.push(await claim(base, product.id, b));
+		expect(answers.filter(a => a.status === 201)).toHaveLength(4);
+
+		const sales = await run("sales", /REPL drop\s+SOLD_OUT\s+\S+\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+\s+\S+/);
+		expect(sales).toMatch(new RegExp(`\\n${product.id}\\s+REPL drop\\s+SOLD_OUT\\s+\\S+\\s+4\\s+4\\s+0\\s+0\\s+0\\s+\\S+`));
+
+		const sale = await run(`sale ${product.id}`, /^(?=[\s\S]*remaining \d+)(?=[\s\S]*owner \S+)[\s\S]*(remaining \d+|owner \S+)/);
+		expect(sale).toContain(`Sale ${product.id} "REPL drop": SOLD_OUT`);
+		expect(sale).toMatch(/stock 4\s+held 4\s+paid 0\s+expired 0\s+remaining 0/);
+		const owner = /owner (\S+)/.exec(sale)![1];
+		expect(owner).not.toBe("-");
+
+		const owners = await run("owners", /^(?=[\s\S]*allocator nodes: )[\s\S]*REPL drop\s+\S+\s+\d+\s+\S+/);
+		expect(owners).toContain(`allocator nodes: ${owner}`);
+		expect(owners).toMatch(new RegExp(`\\n${product.id}\\s+REPL drop\\s+${owner}\\s+\\d+\\s+yes`));
+
+		// The recorder writes its facts about once a second.
+		await waitFor("the claim facts", async () => (await sql(db, "SELECT 1 FROM claim_epochs WHERE product_id = $1 AND outcome = 'SOLD_OUT'", [product.id])).length > 0);
+		const report = await run(`report ${product.id}`, /^(?=[\s\S]*order check: )[\s\S]*reclaimed \d+/);
+		expect(report).toContain("order check: fair");
+		expect(report).toMatch(/claims: .*GRANTED 4/);
+		expect(report).toMatch(/grants 4, held 4, paid 0, reclaimed 0/);
+		const printed = await run(`report ${product.id} --json`, /\n\}\s*\n/);
+		const json = JSON.parse(printed.slice(printed.indexOf("{"), printed.lastIndexOf("}") + 1));
+		expect(json.orderCheck.verdict).toBe("fair");
+		expect(json.winners.map((w: any) => w.place)).toEqual([1, 2, 3, 4]);
+
+		const slotId = answers.find(a => a.status === 201)!.body.slot.id;
+		expect(await run(`expire ${slotId}`, `Slot ${slotId} expired; its unit is on sale again.`)).toContain(`Slot ${slotId} expired; its unit is on sale again.`);
+		expect(await slotStatus(db, slotId)).toBe("EXPIRED");
+		expect(await run(`expire ${slotId}`, `Slot ${slotId} was not HELD: nothing expired.`)).toContain(`Slot ${slotId} was not HELD: nothing expired.`);
+		expect(await run("sweep", /Sweep: \d+ slot\(s\) reclaimed, \d+ grant\(s\) given their jobs\./)).toMatch(/Sweep: \d+ slot\(s\) reclaimed, \d+ grant\(s\) given their jobs\./);
+		expect(await run(`report ${product.id}`, /grants 4, held 3, paid 0, reclaimed 1/)).toMatch(/grants 4, held 3, paid 0, reclaimed 1/);
+		expect(await run("sale 999999", /ERROR: .*not found/i)).toMatch(/ERROR: .*not found/i);
+	});
+
+	it("lists deliveries (all, and --failed only) and re-sends one", async () => {
+		await waitFor("a delivery in the log", async () => (await sql(db, "SELECT 1 FROM deliveries LIMIT 1").catch(() => [])).length > 0);
+		const all = await run("deliveries", /^\d+ deliver(y|ies)[\s\S]*\n\d+\s+slot\.granted\s+email/m);
+		expect(all).toMatch(/^\d+ deliver(y|ies)/m);
+		const id = /\n(\d+)\s+slot\.granted\s+email/.exec(all)![1];
+		expect(await run("deliveries --failed", /^\d+ deliver(y|ies) failed/m)).toMatch(/^\d+ deliver(y|ies) failed/m);
+		expect(await run(`resend ${id}`, `Delivery ${id} queued to be sent again.`)).toContain(`Delivery ${id} queued to be sent again.`);
+		expect(await run("resend 999999999", /ERROR: .*not found/i)).toMatch(/ERROR: .*not found/i);
+	});
+});
