@@ -21,6 +21,8 @@ beforeAll(async () => {
 		SLOT_SWEEP_INTERVAL_MS: "60000",
 		AGENDA_PROCESS_EVERY_MS: "200",
 		PAYMENT_LATENCY_MS: "0",
+		// The confirm below waits on a held lock for as long as the test takes on a slow machine.
+		REQUEST_TIMEOUT_MS: "30000",
 	});
 });
 afterAll(async () => {
@@ -58,21 +60,30 @@ it("fails a confirm that waited on the slot's lock until after its expiry", asyn
 	expect(g.type).toBe("GRANTED");
 	const p = await api(node.url).post(`/api/slots/${g.body.slot.id}/payments`, { method: "points" }, b.token, { "idempotency-key": "locked-1" });
 	expect(p.status).toBe(201);
-	const [{ expires_at }] = await sql<{ expires_at: Date }>(DB, "UPDATE slots SET expires_at = now() + interval '1500 milliseconds' WHERE id = $1 RETURNING expires_at", [g.body.slot.id]);
 	// Someone holds the slot's row (an operator's long transaction, a slow sweep): the confirm starts
-	// well before the expiry and waits on the lock until after it.
+	// while the slot has a minute left and waits on the lock. While it waits, the holder moves the
+	// expiry to just ahead and keeps the lock until the database's clock is past it. No step races a
+	// deadline of the test's own, so this holds on a machine of any speed.
 	const holder = new Client({ connectionString: DB });
 	await holder.connect();
 	try {
 		await holder.query("BEGIN");
+		const [{ pid }] = (await holder.query("SELECT pg_backend_pid() AS pid")).rows;
 		await holder.query("SELECT id FROM slots WHERE id = $1 FOR UPDATE", [g.body.slot.id]);
 		const confirming = api(node.url).post(`/api/payments/${p.body.payment.id}/confirm`, undefined, b.token);
-		await waitFor("the confirm to wait on the lock", async () => {
-			const rows = await sql(DB, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
-			return rows.length === 1;
-		}, 5000);
-		expect(Date.now()).toBeLessThan(new Date(expires_at).getTime());
-		await sleep(new Date(expires_at).getTime() - Date.now() + 300);
+		await waitFor("the confirm to wait on the slot's lock", async () => {
+			const rows = await sql(
+				DB,
+				"SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%from slots%' AND pid <> $1",
+				[pid]
+			);
+			return rows.length >= 1;
+		});
+		const past = (await holder.query("UPDATE slots SET expires_at = clock_timestamp() + interval '200 milliseconds' WHERE id = $1 RETURNING 1", [g.body.slot.id])).rows;
+		expect(past).toHaveLength(1);
+		await waitFor("the database clock to pass the expiry", async () =>
+			(await holder.query("SELECT clock_timestamp() > expires_at + interval '100 milliseconds' AS past FROM slots WHERE id = $1", [g.body.slot.id])).rows[0].past === true
+		);
 		await holder.query("COMMIT");
 		const r = await confirming;
 		expect([r.status, r.body.type]).toEqual([410, "SLOT_EXPIRED"]);
