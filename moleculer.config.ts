@@ -14,6 +14,16 @@ import { replCommands } from "./repl";
 /** 5xx types that are the store's deliberate answers, not signs of a broken endpoint. */
 const STORE_ANSWERS = new Set(["BUSY", "UNAVAILABLE", "MOVED"]);
 
+/**
+ * Per process, in memory: a product read is small, a second's TTL bounds what each node keeps, and
+ * a cache in the process has no outage of its own (a Redis cacher would add a hop and a failure
+ * mode to every page load for no gain at this TTL). Every products node cleans its own on a change.
+ */
+function cacherOptions(config: Config): BrokerOptions["cacher"] {
+	if (config.productCacheTtlSeconds <= 0) return undefined;
+	return { type: "Memory", options: { ttl: config.productCacheTtlSeconds } };
+}
+
 export function brokerOptions(config: Config): BrokerOptions {
 	return {
 		namespace: config.namespace,
@@ -27,6 +37,11 @@ export function brokerOptions(config: Config): BrokerOptions {
 		serializer: "JSON",
 
 		requestTimeout: config.requestTimeoutMs,
+		// Product pages at 10:00:00: a hundred thousand buyers load the same product at once. Public
+		// product reads are cached for a second (in each process),
+		// so PostgreSQL serves one read per product per second instead of one per page, and its time goes to
+		// commits. A product change cleans the cache; `remaining` lags the sale by at most the TTL.
+		cacher: cacherOptions(config),
 		// Retries are opt-in per action (`retryPolicy: { enabled: true }`): a call that timed out may
 		// still be running, so only what is safe to run twice is retried (reads, and a claim, which
 		// answers ALREADY_HOLDING the second time). Creating a product, signing up or confirming a

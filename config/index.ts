@@ -28,6 +28,8 @@ export interface Config {
 	/** Proxies whose X-Forwarded-For is believed (proxy-addr syntax: addresses, CIDRs, loopback...); empty = none. */
 	trustedProxies: string[];
 	requestTimeoutMs: number;
+	/** How long a public product read (list, one product) is served from the cache; 0 = never cached. */
+	productCacheTtlSeconds: number;
 	heartbeatIntervalSeconds: number;
 	heartbeatTimeoutSeconds: number;
 	admin: { loginId: string; password: string; email: string } | null;
@@ -206,6 +208,7 @@ export function loadConfig(env: Env = process.env): Config {
 		passwordResetsPerHourPerAddress: int(env, "PASSWORD_RESETS_PER_HOUR", 30, 1),
 		trustedProxies: trustedProxies(env),
 		requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 5000, 100),
+		productCacheTtlSeconds: int(env, "PRODUCT_CACHE_TTL_SECONDS", 1),
 		heartbeatIntervalSeconds: int(env, "HEARTBEAT_INTERVAL_SECONDS", 1, 1),
 		heartbeatTimeoutSeconds: int(env, "HEARTBEAT_TIMEOUT_SECONDS", 4, 2),
 		admin: adminLogin && adminPassword && adminEmail

@@ -46,6 +46,7 @@ type ProductsThis = WithDb & {
 	view(em: EntityManager, p: Product): Promise<ReturnType<typeof publicProduct>>;
 	changeStock(em: EntityManager, p: Product, stock: number): Promise<void>;
 	announce(p: Product): void;
+	forgetReads(): void;
 	layOutStock(id: string): Promise<void>;
 	layingOut: Set<string>;
 };
@@ -72,6 +73,9 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 	actions: {
 		list: {
 			retryPolicy: IDEMPOTENT,
+			// Cached briefly (PRODUCT_CACHE_TTL_SECONDS, moleculer.config.ts): every buyer's page asks at 10:00.
+			// One read per TTL reaches PostgreSQL however many ask at once (lock: the rest wait for it).
+			cache: { lock: { enabled: true } },
 			params: {},
 			async handler(this: ProductsThis) {
 				const products = await this.db.getRepository(Product).find({ order: { saleAt: "ASC", id: "ASC" } });
@@ -94,6 +98,7 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 
 		get: {
 			retryPolicy: IDEMPOTENT,
+			cache: { keys: ["id"], lock: { enabled: true } },
 			params: { id: idParam },
 			async handler(this: ProductsThis, ctx: Ctx<{ id: string }>) {
 				const p = await this.load(this.db.manager, ctx.params.id);
@@ -182,10 +187,18 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 					await units.deleteUnorderedProduct(em, p.id);
 					return p;
 				});
+				this.forgetReads();
 				this.broker.broadcast(PRODUCT_CHANGED, { id: String(removed.id), deleted: true } satisfies ProductChanged);
 				ctx.meta.$statusCode = 204;
 				return null;
 			},
+		},
+	},
+
+	events: {
+		/** Another products node changed a product: the reads this node cached are out of date. */
+		[PRODUCT_CHANGED](this: ProductsThis) {
+			this.forgetReads();
 		},
 	},
 
@@ -256,7 +269,14 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 			}
 		},
 
+		/** Drops this node's cached product reads (at once: the in-memory cacher cleans synchronously). */
+		forgetReads(this: ProductsThis) {
+			void this.broker.cacher?.clean("products.**");
+		},
+
 		announce(this: ProductsThis, p: Product) {
+			// Before the answer: the admin's next read, on this node, shows the change.
+			this.forgetReads();
 			this.broker.broadcast(PRODUCT_CHANGED, {
 				id: String(p.id),
 				stock: p.stock,

@@ -1,6 +1,7 @@
+import { PRODUCT_CHANGED } from "../../contracts";
 import { api } from "../helpers/http";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
-import { startNode, StoreNode, TEST_SECRET } from "../helpers/nodes";
+import { freshNamespace, NATS_URL, startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 
 const DB = freshDatabaseUrl("products");
 let node: StoreNode;
@@ -94,8 +95,10 @@ describe("admin product management", () => {
 		expect(one.body.product).toMatchObject({ id: open.id, status: "ON_SALE", remaining: 3, stock: 3 });
 
 		await holdDirectly(open.id, 3);
-		const soldOut = await http.get(`/api/products/${open.id}`);
-		expect(soldOut.body.product).toMatchObject({ status: "SOLD_OUT", remaining: 0, stock: 3 });
+		// Reads are cached for PRODUCT_CACHE_TTL_SECONDS (1 s by default): the sell-out shows within it.
+		let soldOut: any;
+		await waitFor("the read to show the sell-out", async () => (soldOut = (await http.get(`/api/products/${open.id}`)).body.product).remaining === 0, 10_000);
+		expect(soldOut).toMatchObject({ status: "SOLD_OUT", remaining: 0, stock: 3 });
 	});
 
 	it("answers 404 PRODUCT_NOT_FOUND for unknown and malformed ids", async () => {
@@ -199,5 +202,64 @@ describe("deleting", () => {
 		expect(r.status).toBe(409);
 		expect(r.body.type).toBe("SALE_STARTED");
 		expect((await http.get(`/api/products/${p.id}`)).status).toBe(200);
+	});
+});
+
+describe("cached product reads (a page per buyer at 10:00)", () => {
+	// Two nodes of one cluster with a long TTL, so what is asserted does not race the clock.
+	let a: StoreNode;
+	let b: StoreNode;
+	beforeAll(async () => {
+		const namespace = freshNamespace("cache");
+		const env = { DATABASE_URL: DB, JWT_SECRET: TEST_SECRET, TRANSPORTER: NATS_URL, NAMESPACE: namespace, PRODUCT_CACHE_TTL_SECONDS: "600" };
+		a = await startNode({ ...env, NODE_ID: `${namespace}-a` });
+		b = await startNode({ ...env, NODE_ID: `${namespace}-b` });
+		// A broadcast reaches the nodes its sender knows: wait until each has seen the other's products service.
+		const hears = (from: StoreNode, to: StoreNode) =>
+			(from.broker as any).registry.events.getAllEndpoints(PRODUCT_CHANGED).some((e: { id: string; service?: { name: string } }) => e.id === to.broker.nodeID);
+		await waitFor("nodes a and b to know each other's subscriptions", () => hears(a, b) && hears(b, a), 10_000);
+	});
+	afterAll(async () => {
+		await a?.stop();
+		await b?.stop();
+	});
+	const read = async (n: StoreNode, id: string) => (await api(n.url).get(`/api/products/${id}`)).body.product;
+	const listed = async (n: StoreNode, id: string) => (await api(n.url).get("/api/products")).body.products.find((p: { id: string }) => p.id === id);
+	const foundInCache = (n: StoreNode) => Number(n.broker.metrics.getMetric("moleculer.cacher.found.total")?.get()?.value ?? 0);
+
+	it("asks PostgreSQL once for a hundred reads of a product at once", async () => {
+		const p = await create({ name: "Hot", stock: 3, saleAt: later(-1) });
+		const before = foundInCache(a);
+		const reads = await Promise.all(Array.from({ length: 100 }, () => api(a.url).get(`/api/products/${p.id}`)));
+		expect(reads.map(r => r.status)).toEqual(Array(100).fill(200));
+		expect(reads.every(r => r.body.product.name === "Hot" && r.body.product.remaining === 3)).toBe(true);
+		// One read ran the action; the 99 others waited on its lock and were answered from the cache.
+		expect(foundInCache(a) - before).toBe(99);
+	});
+
+	it("keeps a read until the TTL, and drops it on every node when a product changes", async () => {
+		const p = await create({ name: "Cached", stock: 3, saleAt: later(-1) });
+		for (const n of [a, b]) {
+			expect(await read(n, p.id)).toMatchObject({ name: "Cached", price: 129000 });
+			expect(await listed(n, p.id)).toMatchObject({ name: "Cached" });
+		}
+		// A change that no products service made (by hand, in the database): the caches keep their read.
+		await sql(DB, "UPDATE products SET name = 'Renamed by hand' WHERE id = $1", [p.id]);
+		for (const n of [a, b]) {
+			expect(await read(n, p.id)).toMatchObject({ name: "Cached" });
+			expect(await listed(n, p.id)).toMatchObject({ name: "Cached" });
+		}
+		// An admin's change on node a: a's next read shows it at once, b's once the broadcast reached b.
+		const patched = await api(a.url).patch(`/api/admin/products/${p.id}`, { price: 1000 }, admin);
+		expect(patched.status).toBe(200);
+		expect(await read(a, p.id)).toMatchObject({ name: "Renamed by hand", price: 1000 });
+		expect(await listed(a, p.id)).toMatchObject({ name: "Renamed by hand", price: 1000 });
+		await waitFor("node b to drop its cached reads", async () => (await read(b, p.id)).price === 1000 && (await listed(b, p.id)).price === 1000, 10_000);
+		// A deleted product is gone from every node's reads.
+		const gone = await create({ name: "Going", saleAt: later(60) });
+		for (const n of [a, b]) expect(await read(n, gone.id)).toMatchObject({ name: "Going" });
+		expect((await api(b.url).del(`/api/admin/products/${gone.id}`, admin)).status).toBe(204);
+		expect((await api(b.url).get(`/api/products/${gone.id}`)).status).toBe(404);
+		await waitFor("node a to forget the deleted product", async () => (await api(a.url).get(`/api/products/${gone.id}`)).status === 404, 10_000);
 	});
 });
