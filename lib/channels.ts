@@ -1,6 +1,7 @@
 import type { Middleware, ServiceBroker } from "moleculer";
 import type { Config } from "../config";
 import { NOTIFICATIONS_CHANNEL } from "../contracts";
+import { LocalLogAdapter } from "./local-channel";
 
 /**
  * The durable channel the notifier's messages travel on: @moleculer/channels on NATS JetStream
@@ -103,8 +104,8 @@ export function channelsMiddleware(config: Config): Middleware {
 	const ChannelsMiddleware = require("@moleculer/channels").Middleware;
 	const adapter = config.transporter
 		? natsAdapter(config)
-		: // The local adapter: a balanced Moleculer event; the delivery log is what survives a restart.
-			{ type: "Fake", options: { maxInFlight: config.notifier.maxInFlight, maxRetries: 0 } };
+		: // The local adapter: a publish returns once the message is in the delivery log (lib/local-channel.ts).
+			new LocalLogAdapter({ maxInFlight: config.notifier.maxInFlight, maxRetries: 0 });
 	return ChannelsMiddleware({ adapter, context: false });
 }
 

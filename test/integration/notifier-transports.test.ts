@@ -164,6 +164,54 @@ describe("Slack and Discord", () => {
 	});
 });
 
+describe("a node with no Slack or Discord configured", () => {
+	// A second store of its own (database, stream) whose notifier has SMTP only: what it cannot send
+	// is FAILED in the log with the setting to fix, never a crash, and the node keeps delivering.
+	const BARE_DB = freshDatabaseUrl("notifier_bare");
+	const BARE_NS = freshNamespace("nbare");
+	let bare: StoreNode;
+	const bareRows = (key: string) => sql<Row>(BARE_DB, "SELECT id, status, attempts, last_error, channel, kind FROM deliveries WHERE dedupe_key = $1 ORDER BY channel", [key]);
+	beforeAll(async () => {
+		bare = await startNode({
+			DATABASE_URL: BARE_DB,
+			JWT_SECRET: TEST_SECRET,
+			TRANSPORTER: NATS_URL,
+			NAMESPACE: BARE_NS,
+			SERVICES: "notifier",
+			SMTP_URL: smtp.url,
+			MAIL_FROM: "Store <store@example.com>",
+			NOTIFIER_POLL_MS: "100",
+			LOCALE: "en",
+		});
+	});
+	afterAll(async () => {
+		await bare?.stop();
+		await deleteStream(BARE_NS);
+		await dropDatabase(BARE_DB);
+	});
+
+	it("logs a Slack, a Discord and an operators' message as FAILED with the missing setting, and still sends e-mail", async () => {
+		const chat = { kind: "test.chat", recipient: "", subject: "Sold out", text: "nowhere to post" };
+		await publishMessages(bare.broker, [
+			{ ...chat, channel: "slack", dedupeKey: "bare-s" },
+			{ ...chat, channel: "discord", dedupeKey: "bare-d" },
+			{ ...chat, channel: "operators", dedupeKey: "bare-o" },
+			mail("bare-mail", "bare@example.com"),
+		]);
+		await waitFor("all four settled", async () => {
+			const rows = await Promise.all(["bare-s", "bare-d", "bare-o", "bare-mail"].map(k => bareRows(k)));
+			return rows.every(r => r.length === 1 && r[0].status !== "PENDING");
+		}, 15_000);
+		expect((await bareRows("bare-s"))[0]).toMatchObject({ status: "FAILED", attempts: 1, last_error: "no slack configuration on this node (SLACK_WEBHOOK_URL)" });
+		expect((await bareRows("bare-d"))[0]).toMatchObject({ status: "FAILED", attempts: 1, last_error: "no discord configuration on this node (DISCORD_WEBHOOK_URL)" });
+		expect((await bareRows("bare-o"))[0]).toMatchObject({ status: "FAILED", last_error: "no operators' channel configured (SLACK_WEBHOOK_URL, DISCORD_WEBHOOK_URL)" });
+		expect((await bareRows("bare-mail"))[0]).toMatchObject({ status: "SENT", attempts: 1 });
+		expect(smtp.to("bare@example.com")).toHaveLength(1);
+		// Nothing reached the webhooks the other node is configured with.
+		expect(hooks.hooks.filter(h => JSON.stringify(h.body ?? "").includes("nowhere to post"))).toHaveLength(0);
+	});
+});
+
 describe("retention", () => {
 	it("prunes finished deliveries older than NOTIFIER_RETENTION_DAYS, never a PENDING one", async () => {
 		await sql(

@@ -1,0 +1,64 @@
+import { Client } from "pg";
+import { publishMessages } from "../../mixins/notify.mixin";
+import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
+import { startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
+import { sleep } from "../helpers/sale";
+
+/**
+ * The single-process store (no TRANSPORTER) runs the notifier's intake on a local adapter. A
+ * publish there returns only once the message is a row in the delivery log, so a message whose
+ * publish returned survives a restart, and one the log could not take is refused to the publisher
+ * (whose outbox or log keeps it) instead of being dropped.
+ */
+const DB = freshDatabaseUrl("notifier_local");
+const env = { DATABASE_URL: DB, JWT_SECRET: TEST_SECRET, SERVICES: "notifier", NOTIFIER_POLL_MS: "100", LOCALE: "en" };
+let node: StoreNode | undefined;
+let locker: Client | undefined;
+
+const rowOf = async (key: string) => (await sql<{ status: string; channel: string }>(DB, "SELECT status, channel FROM deliveries WHERE dedupe_key = $1", [key]))[0];
+const mail = (key: string) => ({ kind: "test.mail", channel: "email" as const, recipient: `${key}@example.com`, subject: `Subject ${key}`, text: `Body ${key}`, dedupeKey: key });
+
+afterEach(async () => {
+	// The lock never outlives its test.
+	await locker?.end().catch(() => undefined);
+	locker = undefined;
+	await node?.stop();
+	node = undefined;
+});
+afterAll(async () => {
+	await dropDatabase(DB);
+});
+
+it("returns from a publish only once the delivery log holds the message", async () => {
+	node = await startNode(env);
+	// Hold the delivery log: the intake cannot write until the lock is let go.
+	locker = new Client({ connectionString: DB });
+	await locker.connect();
+	await locker.query("BEGIN");
+	await locker.query("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE");
+	let settled = false;
+	const published = publishMessages(node.broker, [mail("held-1")]).then(() => (settled = true));
+	await sleep(700);
+	expect(settled).toBe(false); // the publish waits for the log, it does not fire and forget
+	await locker.query("COMMIT");
+	await published;
+	// Resolved: the row is there, read right away, no waiting.
+	expect(await rowOf("held-1")).toMatchObject({ channel: "email" });
+});
+
+it("refuses a publish the delivery log could not take, and keeps what it took across a restart", async () => {
+	node = await startNode(env);
+	// The intake fails (its table is gone for a moment): the publisher hears of it.
+	await sql(DB, "ALTER TABLE deliveries RENAME TO deliveries_away");
+	try {
+		await expect(publishMessages(node.broker, [mail("refused-1")])).rejects.toThrow();
+	} finally {
+		await sql(DB, "ALTER TABLE deliveries_away RENAME TO deliveries");
+	}
+	await publishMessages(node.broker, [mail("kept-1")]);
+	await node.stop();
+	node = await startNode(env);
+	// The local mailbox (no SMTP_URL) delivers it after the restart; the refused one was never logged.
+	await waitFor("the kept message delivered after the restart", async () => (await rowOf("kept-1"))?.status === "SENT", 15_000);
+	expect(await rowOf("refused-1")).toBeUndefined();
+});
