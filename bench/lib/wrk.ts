@@ -16,8 +16,11 @@ const TICKS_PER_SECOND = 100; // getconf CLK_TCK on Linux
 /** wrk comes from Debian's package; installed here when missing (the bench runs as root in CI). */
 export function ensureWrk(): void {
 	if (fs.existsSync(WRK)) return;
-	process.stderr.write("[bench] wrk is missing: apt-get install -y wrk\n");
-	execFileSync("apt-get", ["install", "-y", "--no-install-recommends", "wrk"], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+	process.stderr.write("[bench] wrk is missing: apt-get update && apt-get install -y wrk\n");
+	const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+	// A fresh machine has no package lists yet: install would find nothing without them.
+	execFileSync("apt-get", ["update", "-qq"], { stdio: ["ignore", "ignore", "inherit"], env });
+	execFileSync("apt-get", ["install", "-y", "--no-install-recommends", "wrk"], { stdio: ["ignore", "ignore", "inherit"], env });
 }
 
 /** utime + stime of a process, in ms (fields 14 and 15 of /proc/PID/stat, after the command name). */
