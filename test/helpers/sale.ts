@@ -135,6 +135,37 @@ export function countBy<T>(items: T[], key: (t: T) => string): Record<string, nu
 	return out;
 }
 
+/**
+ * Holds the product's next AVAILABLE unit for `userId` by hand, as a committed grant leaves it but
+ * with no actor involved (a unit someone else sold, a grant whose node died). `withOutbox` also
+ * leaves its "slot granted" outbox row unsent, a minute old, as a crash before the send would.
+ */
+export async function holdUnitByHand(
+	url: string,
+	productId: string,
+	userId: string,
+	o: { expiresIn?: string; withOutbox?: boolean } = {}
+): Promise<{ id: string; expires_at: Date }> {
+	return withClient(url, async c => {
+		const { rows } = await c.query(
+			`WITH s AS (UPDATE slots SET status = 'HELD', user_id = $2, held_at = now(), expires_at = now() + $3::interval
+			            WHERE id = (SELECT id FROM slots WHERE product_id = $1 AND status = 'AVAILABLE' ORDER BY unit LIMIT 1)
+			            RETURNING id, expires_at),
+			      o AS (INSERT INTO outbox (topic, slot_id, created_at)
+			            SELECT 'slot.granted', id, now() - interval '1 minute' FROM s WHERE $4::boolean)
+			 SELECT id, expires_at FROM s`,
+			[productId, userId, o.expiresIn ?? "30 minutes", o.withOutbox ?? false]
+		);
+		if (rows.length !== 1) throw new Error(`no AVAILABLE unit of product ${productId} to hold`);
+		return { id: String(rows[0].id), expires_at: rows[0].expires_at };
+	});
+}
+
+/** Marks a slot PAID by hand, as a confirmed payment leaves it (with no payment row). */
+export async function markPaidByHand(url: string, slotId: string): Promise<void> {
+	await withClient(url, c => c.query("UPDATE slots SET status = 'PAID', paid_at = now() WHERE id = $1", [slotId]));
+}
+
 /** A slot's status as PostgreSQL has it now. */
 export async function slotStatus(url: string, slotId: string): Promise<string> {
 	return withClient(url, async c => (await c.query("SELECT status FROM slots WHERE id = $1", [slotId])).rows[0].status);

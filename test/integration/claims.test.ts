@@ -5,7 +5,7 @@ import { api } from "../helpers/http";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { allocatorWithFaults, installFaults } from "../helpers/faults";
 import { startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
-import { claim, countBy, createSale, reclaimSlot, saleState, seedBuyers, sleep } from "../helpers/sale";
+import { claim, countBy, createSale, holdUnitByHand, reclaimSlot, saleState, seedBuyers, sleep } from "../helpers/sale";
 
 /** Claims against one node (no transporter): the actor, its commits and the gateway's fast path. */
 const DB = freshDatabaseUrl("claims");
@@ -284,13 +284,7 @@ describe("after the grant", () => {
 		const product = await createSale(DB, 2);
 		const [b] = await seedBuyers(DB, 1, "swept");
 		// A grant committed with its outbox row, as if the node died before sending.
-		await sql(
-			DB,
-			`WITH s AS (UPDATE slots SET status = 'HELD', user_id = $2, held_at = now(), expires_at = now() + interval '30 minutes'
-			            WHERE id = (SELECT id FROM slots WHERE product_id = $1 AND status = 'AVAILABLE' LIMIT 1) RETURNING id)
-			 INSERT INTO outbox (topic, slot_id, created_at) SELECT 'slot.granted', id, now() - interval '1 minute' FROM s`,
-			[product, b.id]
-		);
+		await holdUnitByHand(DB, product, b.id, { withOutbox: true });
 		const before = node.messages.length;
 		await waitFor("the sweep", () => node.messages.slice(before).some(m => m.kind === "slot.granted" && m.recipient === "swept1@example.com"), 15_000);
 		await sleep(200);

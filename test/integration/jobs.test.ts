@@ -2,7 +2,7 @@ import { api } from "../helpers/http";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { startNode, StoreNode, waitFor } from "../helpers/nodes";
 import { storeForFile } from "../helpers/store";
-import { claim, createSale, seedBuyers, sleep, slotStatus } from "../helpers/sale";
+import { claim, createSale, holdUnitByHand, markPaidByHand, seedBuyers, sleep, slotStatus } from "../helpers/sale";
 
 /**
  * The grant's Agenda jobs on short clocks: a 3 s slot, the reminder 1 s before expiry, Agenda
@@ -63,7 +63,7 @@ describe("slot jobs", () => {
 		const [b] = await seedBuyers(DB, 1, "payer");
 		const g = await claim(store.node.url, product, b);
 		await waitFor("the jobs to be scheduled", async () => (await sql(DB, "SELECT 1 FROM slots WHERE id = $1 AND jobs_scheduled_at IS NOT NULL", [g.body.slot.id])).length === 1);
-		await sql(DB, "UPDATE slots SET status = 'PAID', paid_at = now() WHERE id = $1", [g.body.slot.id]);
+		await markPaidByHand(DB, g.body.slot.id);
 		await sleep(3000 + SLACK);
 		expect(await statusOf(g.body.slot.id)).toBe("PAID");
 		expect(store.node.messages.filter(m => m.recipient === "payer1@example.com" && m.kind === "slot.reminder")).toHaveLength(0);
@@ -73,12 +73,7 @@ describe("slot jobs", () => {
 		const product = await createSale(DB, 1);
 		const [b] = await seedBuyers(DB, 1, "crash");
 		// A grant committed, but its node died before scheduling its jobs: jobs_scheduled_at stays NULL.
-		const [slot] = await sql<{ id: string; expires_at: Date }>(
-			DB,
-			`UPDATE slots SET status = 'HELD', user_id = $2, held_at = now(), expires_at = now() + interval '3 seconds'
-			 WHERE product_id = $1 AND status = 'AVAILABLE' RETURNING id, expires_at`,
-			[product, b.id]
-		);
+		const slot = await holdUnitByHand(DB, product, b.id, { expiresIn: "3 seconds" });
 		const swept = await store.node.broker.call("slots.sweep", {});
 		expect(swept).toEqual({ reclaimed: 0, scheduled: 1 });
 		expect(await sql(DB, "SELECT 1 FROM slots WHERE id = $1 AND jobs_scheduled_at IS NOT NULL", [slot.id])).toHaveLength(1);

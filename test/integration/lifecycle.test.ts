@@ -2,7 +2,7 @@ import { api } from "../helpers/http";
 import { sql } from "../helpers/db";
 import { startNode, waitFor } from "../helpers/nodes";
 import { storeForFile } from "../helpers/store";
-import { claim, createSale, saleState, seedBuyers, sleep, slotStatus } from "../helpers/sale";
+import { claim, createSale, markPaidByHand, saleState, seedBuyers, sleep, slotStatus } from "../helpers/sale";
 
 /** Expiry and reclaim on short clocks: a 2 s slot, a 200 ms sweep. Times are asserted as windows. */
 const store = storeForFile("lifecycle", {
@@ -57,7 +57,7 @@ describe("expiry and reclaim", () => {
 		const product = await createSale(DB, 1);
 		const [b] = await seedBuyers(DB, 1, "paid");
 		const g = await claim(store.node.url, product, b);
-		await sql(DB, "UPDATE slots SET status = 'PAID', paid_at = now() WHERE id = $1", [g.body.slot.id]);
+		await markPaidByHand(DB, g.body.slot.id);
 		await sleep(2600);
 		expect(await statusOf(g.body.slot.id)).toBe("PAID");
 	});

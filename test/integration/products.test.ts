@@ -1,5 +1,6 @@
 import { PRODUCT_CHANGED } from "../../contracts";
 import { api } from "../helpers/http";
+import { holdUnitByHand, markPaidByHand } from "../helpers/sale";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { freshNamespace, NATS_URL, startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 
@@ -58,12 +59,7 @@ async function holdDirectly(productId: string, n: number) {
 			`INSERT INTO users (login_id, email, password_hash) VALUES ($1, $2, 'x') RETURNING id`,
 			[`holder-${productId}-${i}`, `h${i}@example.com`]
 		);
-		await sql(
-			DB,
-			`UPDATE slots SET status = 'HELD', user_id = $2, held_at = now(), expires_at = now() + interval '30 minutes'
-			 WHERE id = (SELECT id FROM slots WHERE product_id = $1 AND status = 'AVAILABLE' ORDER BY unit LIMIT 1)`,
-			[productId, u.id]
-		);
+		await holdUnitByHand(DB, productId, u.id);
 	}
 }
 
@@ -166,7 +162,8 @@ describe("stock changes", () => {
 	it("refuses stock below HELD + PAID with 409 STOCK_BELOW_HELD and changes nothing", async () => {
 		const p = await create({ stock: 6 });
 		await holdDirectly(p.id, 3);
-		await sql(DB, "UPDATE slots SET status = 'PAID', paid_at = now() WHERE id = (SELECT id FROM slots WHERE product_id = $1 AND status = 'HELD' LIMIT 1)", [p.id]);
+		const [held] = await sql<{ id: string }>(DB, "SELECT id FROM slots WHERE product_id = $1 AND status = 'HELD' LIMIT 1", [p.id]);
+		await markPaidByHand(DB, held.id);
 		const r = await http.patch(`/api/admin/products/${p.id}`, { stock: 2 }, admin);
 		expect(r.status).toBe(409);
 		expect(r.body.type).toBe("STOCK_BELOW_HELD");
