@@ -4,7 +4,7 @@ import { launchBrowser, screenshot, seriousA11yViolations } from "../helpers/bro
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { api } from "../helpers/http";
 import { freshNamespace, NATS_URL, startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
-import { Buyer, claim, ClaimReply, createSale, saleState, seedBuyers } from "../helpers/sale";
+import { Buyer, claim, ClaimReply, createSale, saleState, seedBuyers, sleep } from "../helpers/sale";
 import { MESSAGE_KINDS } from "../../contracts";
 import { availableNodes } from "../../lib/registry";
 import { deleteStream } from "../helpers/jetstream";
@@ -110,6 +110,27 @@ describe("admin dashboard and sale report", () => {
 		expect(await fieldsOf(productId)).toEqual({ stock: "30", held: "0", paid: "0", expired: "0", remaining: "30" });
 		expect(await page.locator("#node-count").textContent()).toBe("3");
 		expect(await page.locator("#allocator-count").textContent()).toBe("2");
+		// Before any claim: no actor yet, so no queue, and the epoch PostgreSQL has (none taken).
+		expect(await cell(productId, "depth").textContent()).toBe("0");
+		expect(await cell(productId, "epoch").textContent()).toBe("0");
+		// A rate shows for a second or two: every render's numbers are kept, so none is missed between two looks.
+		await page.evaluate(id => {
+			const w = globalThis as any;
+			const text = (sel: string) => w.document.querySelector(sel)?.textContent ?? null;
+			w.renders = [];
+			new w.MutationObserver(() =>
+				w.renders.push({
+					cluster: text("#claims-by-outcome"),
+					product: text(`tr[data-product="${id}"] td[data-field="claims"]`),
+					depth: text(`tr[data-product="${id}"] td[data-field="depth"]`),
+					epoch: text(`tr[data-product="${id}"] td[data-field="epoch"]`),
+				})
+			).observe(w.document.body, { attributes: true, attributeFilter: ["data-updated"] });
+		}, productId);
+		const renders = (): Promise<{ cluster: string; product: string; depth: string; epoch: string }[]> => page.evaluate(() => (globalThis as any).renders);
+		/** The highest rate of `outcome` among the renders (Admin.outcomes prints "GRANTED 12.5, SOLD_OUT 3"). */
+		const peak = async (field: "cluster" | "product", outcome: string) =>
+			Math.max(0, ...(await renders()).map(r => Number(new RegExp(`\\b${outcome} ([\\d.,]+)`).exec(r[field] ?? "")?.[1].replace(/,/g, "") ?? 0)));
 
 		// The burst, across both gateways; the clock starts at the first grant's answer.
 		let firstGrantAt = 0;
@@ -136,6 +157,28 @@ describe("admin dashboard and sale report", () => {
 		expect(await cell(productId, "status").textContent()).toBe("SOLD_OUT");
 		const owner = (await cell(productId, "owner").textContent())!;
 		expect(["dash-core", "dash-gw-2"]).toContain(owner);
+		// The owner is the allocator node that has the product's actor in memory; the epoch is the one
+		// it took the product over at, which PostgreSQL's product row has; the queue shows its depth.
+		const states = await Promise.all(
+			["dash-core", "dash-gw-2"].map(async nodeID => ({ nodeID, ...(await core.broker.call<any, object>("allocator.state", { productId }, { nodeID })) }))
+		);
+		const loaded = states.filter(s => s.loaded);
+		expect(loaded.map(s => s.nodeID)).toEqual([owner]);
+		const [{ epoch: pgEpoch }] = await sql<{ epoch: number }>(DB, "SELECT epoch FROM products WHERE id = $1", [productId]);
+		expect(pgEpoch).toBeGreaterThanOrEqual(1);
+		expect(loaded[0].epoch).toBe(pgEpoch);
+		expect(Math.max(...answers.filter(a => a.status === 201).map(a => a.body.slot.epoch))).toBe(pgEpoch);
+		await waitFor("the actor's epoch and idle queue", async () => (await cell(productId, "epoch").textContent()) === String(pgEpoch) && (await cell(productId, "depth").textContent()) === String(loaded[0].depth), 5_000);
+		expect(loaded[0].depth).toBe(0);
+		expect((await renders()).every(r => /^\d+$/.test(r.depth) && /^\d+$/.test(r.epoch))).toBe(true);
+		// Claims per second by outcome: the cluster's (from the nodes' counters) and the product's
+		// (from the allocator's recorded seconds, two at a time), each at most what 30 grants allow.
+		await waitFor("a GRANTED rate for the cluster", async () => (await peak("cluster", "GRANTED")) > 0, 10_000);
+		await waitFor("a GRANTED rate for the product", async () => (await peak("product", "GRANTED")) > 0, 10_000);
+		expect(await peak("cluster", "GRANTED")).toBeLessThanOrEqual(30 / 0.9);
+		expect(await peak("product", "GRANTED")).toBeLessThanOrEqual(30 / 2);
+		// Once the burst is over, the rates drop back: no claim, no rate.
+		await waitFor("the rates back to none", async () => (await page.locator("#claims-by-outcome").textContent()) === "–" && (await cell(productId, "claims").textContent()) === "–", 10_000);
 		await waitFor("the claims counted cluster-wide", async () => /GRANTED 30\b/.test((await page.locator("#claims-total").textContent()) ?? ""), 5_000);
 		// Moleculer's quantiles come with its next metrics snapshot.
 		await waitFor("the p99 claim latency", async () => Number(await page.locator("#p99").textContent()) > 0, 10_000);
@@ -210,6 +253,66 @@ describe("admin dashboard and sale report", () => {
 			const now = (await api(gw1.url).get("/api/admin/notifications?channel=email", token)).body.notifications.find((d: any) => d.id === id);
 			return now.status === "SENT" && Date.parse(now.sentAt) > Date.parse(before.sentAt);
 		}, 15_000);
+	});
+
+	it("counts a unit reclaimed and re-sold to another buyer, still fair, and serves the report as a JSON file", async () => {
+		const productId = await createSale(DB, 3);
+		const buyers = await seedBuyers(DB, 4, "resale");
+		const first = await Promise.all(buyers.slice(0, 3).map((b, i) => claim((i % 2 ? gw2 : gw1).url, productId, b)));
+		expect(first.map(a => a.status)).toEqual([201, 201, 201]);
+		// One grant expires (the operators' action; the expiry job does the same): its unit goes back on sale.
+		const gone = first[0].body.slot;
+		expect(await core.broker.call("slots.expire", { slotId: gone.id })).toEqual({ expired: true });
+		// A fourth buyer gets it (the gateways' sold-out flag may take a moment to be withdrawn).
+		let resale: ClaimReply | undefined;
+		const refusals: string[] = [];
+		await waitFor("the reclaimed unit sold again", async () => {
+			const r = await claim(gw1.url, productId, buyers[3]);
+			if (r.status === 201) resale = r;
+			else {
+				refusals.push(String(r.body?.type));
+				await sleep(200);
+			}
+			return r.status === 201;
+		}, 20_000);
+		expect(refusals.every(t => t === "SOLD_OUT")).toBe(true);
+		const again = resale!.body.slot;
+		const units = await sql<{ id: string; unit: number; status: string }>(DB, "SELECT id::text, unit, status FROM slots WHERE id = ANY($1::bigint[]) ORDER BY id", [[gone.id, again.id]]);
+		expect(units.map(u => [u.status, u.unit])).toEqual([["EXPIRED", units[0].unit], ["HELD", units[0].unit]]);
+		// The stock came back, so the actor took the product over again: the re-sale is in a later epoch.
+		expect(again.epoch).toBeGreaterThan(gone.epoch);
+		await waitFor("the recorder's facts of the re-sale", async () => (await sql(DB, "SELECT 1 FROM claim_epochs WHERE product_id = $1 AND epoch = $2 AND outcome = 'GRANTED'", [productId, again.epoch])).length > 0);
+
+		await page.goto(`${gw1.url}/admin/sales/${productId}`);
+		await page.locator("#verdict", { hasText: /fair/ }).waitFor({ timeout: 10_000 });
+		await waitFor("the report to count the reclaim and the re-sale", async () => (await page.locator("#reclaimed").textContent()) === "1" && (await page.locator("#resold").textContent()) === "1", 10_000);
+		expect(await page.locator("#verdict").textContent()).toBe("fair");
+		expect(await page.locator("#problems li").count()).toBe(0);
+		expect(await page.locator("#granted").textContent()).toBe("4");
+		expect(await page.locator("#winners tr").count()).toBe(4);
+		expect(await page.locator(`#winners tr[data-slot="${gone.id}"] td:nth-child(6)`).textContent()).toBe(`${gone.id} EXPIRED`);
+		expect(await page.locator(`#winners tr[data-slot="${again.id}"] td:nth-child(6)`).textContent()).toBe(`${again.id} HELD`);
+		await screenshot(page, "admin-report-resold");
+
+		// The server's download: the same report, as an attachment, from any gateway.
+		const token = await page.evaluate(() => (globalThis as any).sessionStorage.getItem("dopamine.admin.token"));
+		const file = await api(gw2.url).get(`/api/admin/sales/${productId}?download=1`, token);
+		expect(file.status).toBe(200);
+		expect(file.headers.get("content-disposition")).toBe(`attachment; filename="sale-${productId}-report.json"`);
+		expect(file.headers.get("content-type")).toMatch(/^application\/json/);
+		const { report } = JSON.parse(file.text);
+		expect(report.product.id).toBe(productId);
+		expect(report.orderCheck).toMatchObject({ verdict: "fair", problems: [] });
+		expect(report.units).toEqual({ stock: 3, available: 0, held: 3, paid: 0, granted: 4, reclaimed: 1, resold: 1 });
+		expect(report.winners.map((w: any) => [w.slotId, w.status])).toContainEqual([gone.id, "EXPIRED"]);
+		expect(report.winners.map((w: any) => [w.slotId, w.status])).toContainEqual([again.id, "HELD"]);
+		// Without the query (or with download=0) it is the page's JSON, not a file.
+		for (const q of ["", "?download=0"]) {
+			const plain = await api(gw2.url).get(`/api/admin/sales/${productId}${q}`, token);
+			expect(plain.status).toBe(200);
+			expect(plain.headers.get("content-disposition")).toBeNull();
+			expect(plain.body.report.units.resold).toBe(1);
+		}
 	});
 
 	it("shows a sale whose slot rows were tampered with as not fair, and says why; the summary says so too", async () => {

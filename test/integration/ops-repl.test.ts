@@ -2,6 +2,7 @@ import { freePort } from "../../bench/lib/store";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { ChildNode, spawnNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 import { claim, createSale, seedBuyers, slotStatus } from "../helpers/sale";
+import { TestSmtp } from "../helpers/smtp";
 
 /**
  * The operators' REPL commands, each run through the REPL's own command runner: a store started
@@ -11,6 +12,8 @@ describe("operators' REPL", () => {
 	let db: string;
 	let node: ChildNode;
 	let base: string;
+	/** A real SMTP server, so an e-mail is SENT when it answers 250 and one with no recipient FAILS (as in production). */
+	let smtp: TestSmtp;
 
 	/**
 	 * Runs one command and returns what it printed. With `until`, waits for that output (the REPL
@@ -37,15 +40,17 @@ describe("operators' REPL", () => {
 
 	beforeAll(async () => {
 		db = freshDatabaseUrl("repl_ops");
+		smtp = await TestSmtp.start();
 		const port = await freePort();
 		base = `http://127.0.0.1:${port}`;
-		node = spawnNode({ DATABASE_URL: db, PORT: String(port), METRICS_PORT: "0", JWT_SECRET: TEST_SECRET, LOG_LEVEL: "warn" }, ["--repl"]);
+		node = spawnNode({ DATABASE_URL: db, PORT: String(port), METRICS_PORT: "0", JWT_SECRET: TEST_SECRET, LOG_LEVEL: "warn", SMTP_URL: smtp.url, MAIL_FROM: "Store <store@example.com>" }, ["--repl"]);
 		await waitFor("the REPL prompt", () => /mol \$/.test(node.output()), 30_000);
 		await waitFor("the store to answer", async () => (await fetch(`${base}/api/health`)).status === 200, 30_000);
 	});
 
 	afterAll(async () => {
 		await node?.stop();
+		await smtp?.stop();
 		await dropDatabase(db);
 	});
 
@@ -114,11 +119,51 @@ describe("operators' REPL", () => {
 	});
 
 	it("lists deliveries (all, and --failed only) and re-sends one", async () => {
-		await waitFor("a delivery in the log", async () => (await sql(db, "SELECT 1 FROM deliveries LIMIT 1").catch(() => [])).length > 0);
-		const all = await run("deliveries", /^\d+ deliver(y|ies)[\s\S]*\n\d+\s+slot\.granted\s+email/m);
+		// Two grants: one buyer's e-mail goes out (SENT), the other's account has no address (FAILED at once).
+		const productId = await createSale(db, 2);
+		const [mute, heard] = await seedBuyers(db, 2, "repld");
+		await sql(db, "UPDATE users SET email = '' WHERE id = $1", [mute.id]);
+		const grants = [await claim(base, productId, mute), await claim(base, productId, heard)];
+		expect(grants.map(g => g.status)).toEqual([201, 201]);
+		/** A grant's "slot granted" e-mail (published from the allocator's outbox with its row's id as the key), once tried. */
+		const deliveryOf = async (slotId: string) => {
+			const rows = await sql<{ id: string; status: string; last_error: string | null }>(
+				db,
+				"SELECT d.id::text, d.status, d.last_error FROM deliveries d JOIN outbox o ON d.dedupe_key = 'outbox-' || o.id WHERE o.slot_id = $1 AND d.kind = 'slot.granted'",
+				[slotId]
+			);
+			return rows.length === 1 && rows[0].status !== "PENDING" ? rows[0] : null;
+		};
+		const [mutedSlot, heardSlot] = grants.map(g => String(g.body.slot.id));
+		await waitFor("both grants' e-mails tried", async () => !!(await deliveryOf(mutedSlot)) && !!(await deliveryOf(heardSlot)));
+		const failed = (await deliveryOf(mutedSlot))!;
+		const sent = (await deliveryOf(heardSlot))!;
+		expect(failed).toMatchObject({ status: "FAILED", last_error: "e-mail without a recipient" });
+		expect(sent).toMatchObject({ status: "SENT", last_error: null });
+		const [{ email: heardAt }] = await sql<{ email: string }>(db, "SELECT email FROM users WHERE id = $1", [heard.id]);
+		expect(smtp.to(heardAt)).toHaveLength(1);
+		// The failure is told to the operators; with no operators' channel here, that message is itself
+		// logged FAILED. Once it is there, nothing more is on its way to the log.
+		await waitFor("the operators' message of the failure", async () =>
+			(await sql(db, "SELECT 1 FROM deliveries WHERE kind = 'ops.deliveriesFailed' AND status = 'FAILED' AND text LIKE '%#' || $1 || ' slot.granted %'", [failed.id])).length > 0);
+		const [{ n: failedCount }] = await sql<{ n: number }>(db, "SELECT count(*)::int AS n FROM deliveries WHERE status = 'FAILED'");
+
+		// The whole table is printed before the prompt that follows the count line.
+		const all = await run("deliveries", /^\d+ deliver(y|ies)\n[\s\S]*?mol \$ /m);
 		expect(all).toMatch(/^\d+ deliver(y|ies)/m);
+		const row = (out: string, id: string) => new RegExp(`\\n${id}\\s+slot\\.granted\\s+email\\s[^\\n]*`).exec(out)?.[0] ?? null;
+		expect(row(all, failed.id)).toMatch(/\sFAILED\s+1\s+e-mail without a recipient\s/);
+		expect(row(all, sent.id)).toMatch(new RegExp(`\\srepld\\d+@example\\.com\\s+SENT\\s`));
 		const id = /\n(\d+)\s+slot\.granted\s+email/.exec(all)![1];
-		expect(await run("deliveries --failed", /^\d+ deliver(y|ies) failed/m)).toMatch(/^\d+ deliver(y|ies) failed/m);
+		const onlyFailed = await run("deliveries --failed", /^\d+ deliver(y|ies) failed\n[\s\S]*?mol \$ /m);
+		expect(onlyFailed).toMatch(new RegExp(`^${failedCount} deliver(y|ies) failed$`, "m"));
+		expect(failedCount).toBeGreaterThanOrEqual(1);
+		expect(row(onlyFailed, failed.id)).toMatch(/\sFAILED\s+1\s+e-mail without a recipient\s/);
+		expect(row(onlyFailed, sent.id)).toBeNull();
+		// Every row it lists is a failed one.
+		const listed = onlyFailed.split("\n").filter(l => /^\d+\s/.test(l) && !/^\d+ deliver(y|ies) failed$/.test(l));
+		expect(listed).toHaveLength(failedCount);
+		expect(listed.every(l => /\sFAILED\s/.test(l))).toBe(true);
 		expect(await run(`resend ${id}`, `Delivery ${id} queued to be sent again.`)).toContain(`Delivery ${id} queued to be sent again.`);
 		expect(await run("resend 999999999", /ERROR: .*not found/i)).toMatch(/ERROR: .*not found/i);
 	});
