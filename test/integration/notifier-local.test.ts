@@ -62,3 +62,11 @@ it("refuses a publish the delivery log could not take, and keeps what it took ac
 	await waitFor("the kept message delivered after the restart", async () => (await rowOf("kept-1"))?.status === "SENT", 15_000);
 	expect(await rowOf("refused-1")).toBeUndefined();
 });
+
+it("fails an e-mail with no recipient in the local mailbox, as SMTP would, and keeps the rest", async () => {
+	node = await startNode(env);
+	await publishMessages(node.broker, [{ ...mail("nobody-1"), recipient: "" }, mail("somebody-1")]);
+	await waitFor("both settled", async () => (await rowOf("nobody-1"))?.status === "FAILED" && (await rowOf("somebody-1"))?.status === "SENT", 15_000);
+	const [row] = await sql<{ last_error: string }>(DB, "SELECT last_error FROM deliveries WHERE dedupe_key = 'nobody-1'");
+	expect(row.last_error).toBe("e-mail without a recipient");
+});

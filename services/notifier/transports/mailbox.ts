@@ -1,4 +1,4 @@
-import type { Outgoing, Transport } from "./types";
+import { DeliveryError, Outgoing, Transport } from "./types";
 
 /**
  * The local mailbox, for a store with no SMTP_URL (the default single process): the message is
@@ -11,7 +11,9 @@ export class MailboxTransport implements Transport {
 		return "the local mailbox (no SMTP_URL): read it at GET /api/admin/notifications?channel=email";
 	}
 
-	async send(_m: Outgoing): Promise<void> {
-		// Nothing to do: the row is the mail.
+	async send(m: Outgoing): Promise<void> {
+		// As the SMTP transport judges it: a mail with nobody to read it was not delivered.
+		if (!m.recipient) throw new DeliveryError("e-mail without a recipient", true);
+		// Otherwise nothing to do: the row is the mail.
 	}
 }
