@@ -33,6 +33,14 @@ describe("message texts", () => {
 		expect(formatAmount("en", 129000)).toBe("KRW 129,000");
 	});
 
+	it("keep each locale's formatter apart (they are built once and reused): ko after en is still Korea time", () => {
+		const en = formatTime("en", expiresAt);
+		const ko = formatTime("ko", expiresAt);
+		expect(formatTime("ko", "2026-11-25T02:45:00Z")).toMatch(/11:45.*\(KST\)$/);
+		expect(formatTime("en", "2026-11-25T02:45:00Z")).toMatch(/02:45 \(UTC\)$/);
+		expect([formatTime("en", expiresAt), formatTime("ko", expiresAt)]).toEqual([en, ko]);
+	});
+
 	it("every buyer message exists in both languages with its kind, a subject and the facts it needs", () => {
 		for (const locale of ["ko", "en"] as const) {
 			const all = [
