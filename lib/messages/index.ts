@@ -20,24 +20,26 @@ const ZONE: Record<Locale, { tag: string; timeZone: string; label: string }> = {
 };
 
 /**
- * One formatter per locale, built once: constructing an Intl.DateTimeFormat costs about 100 µs
- * (ICU loads the locale's patterns), which was a fifth of the grant path's CPU when each "slot
- * granted" e-mail built its own (bench/PROFILE.md).
+ * Each locale's formatters, built once at load: constructing an Intl formatter costs about
+ * 100 µs (ICU loads the locale's patterns), which was a fifth of the grant path's CPU when each
+ * "slot granted" e-mail built its own (bench/PROFILE.md).
  */
-const FORMATTERS = new Map<Locale, Intl.DateTimeFormat>();
+const FORMAT = Object.fromEntries(
+	(Object.keys(ZONE) as Locale[]).map(l => [
+		l,
+		{
+			time: new Intl.DateTimeFormat(ZONE[l].tag, { timeZone: ZONE[l].timeZone, dateStyle: "medium", timeStyle: "short" }),
+			number: new Intl.NumberFormat(ZONE[l].tag),
+		},
+	])
+) as Record<Locale, { time: Intl.DateTimeFormat; number: Intl.NumberFormat }>;
 
 export function formatTime(locale: Locale, at: Date | string): string {
-	const z = ZONE[locale];
-	let f = FORMATTERS.get(locale);
-	if (!f) FORMATTERS.set(locale, (f = new Intl.DateTimeFormat(z.tag, { timeZone: z.timeZone, dateStyle: "medium", timeStyle: "short" })));
-	return `${f.format(new Date(at))} (${z.label})`;
+	return `${FORMAT[locale].time.format(new Date(at))} (${ZONE[locale].label})`;
 }
 
-const KO_NUMBER = new Intl.NumberFormat("ko-KR");
-const EN_NUMBER = new Intl.NumberFormat("en-GB");
-
 export function formatAmount(locale: Locale, amount: number): string {
-	const n = (locale === "ko" ? KO_NUMBER : EN_NUMBER).format(amount);
+	const n = FORMAT[locale].number.format(amount);
 	return locale === "ko" ? `${n}원` : `KRW ${n}`;
 }
 
