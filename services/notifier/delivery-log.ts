@@ -207,7 +207,11 @@ export async function findDelivery(db: DataSource, id: string): Promise<Delivery
 	return rows[0] ?? null;
 }
 
-/** The log, newest first, filtered, one page. Cancel marks (channel '') are not deliveries and not listed. */
+/**
+ * The log, newest first, filtered, one page. Cancel marks (channel '') are not deliveries and not
+ * listed. "Newest" is the order the log took rows in (the id sequence): created_at is each
+ * intake transaction's start time, so two intakes running at once can carry it in the other order.
+ */
 export async function listDeliveries(
 	db: DataSource,
 	f: { status?: string; channel?: string; kind?: string; recipient?: string; limit: number; offset: number }
@@ -220,7 +224,7 @@ export async function listDeliveries(
 	const cond = where.join(" AND ");
 	const rows: (DeliveryRow & { total: string })[] = await db.query(
 		`SELECT *, count(*) OVER () AS total FROM deliveries WHERE ${cond}
-		 ORDER BY created_at DESC, id DESC LIMIT $${values.push(f.limit)} OFFSET $${values.push(f.offset)}`,
+		 ORDER BY id DESC LIMIT $${values.push(f.limit)} OFFSET $${values.push(f.offset)}`,
 		values
 	);
 	let total = rows.length ? Number(rows[0].total) : 0;
