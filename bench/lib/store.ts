@@ -54,6 +54,8 @@ export async function startStore(opts: {
 	jwtSecret: string;
 	natsUrl?: string;
 	extraEnv?: Record<string, string>;
+	/** Another build's dist/server.js, for comparing builds in one run (bench/compare.ts). */
+	server?: string;
 }): Promise<StoreProcesses> {
 	const namespace = `load-${process.pid}-${Date.now()}`;
 	const cluster = opts.apiProcesses > 1;
@@ -98,7 +100,7 @@ export async function startStore(opts: {
 			};
 			// For profiling a run: STORE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
 			const nodeArgs = process.env.STORE_NODE_ARGS ? process.env.STORE_NODE_ARGS.split(" ") : [];
-			const p = spawn(process.execPath, [...nodeArgs, SERVER], { env, stdio: ["ignore", "ignore", "inherit"] });
+			const p = spawn(process.execPath, [...nodeArgs, opts.server ?? SERVER], { env, stdio: ["ignore", "ignore", "inherit"] });
 			procs.push(p);
 			const target = `http://127.0.0.1:${port}`;
 			const ours = async () => (await (await fetch(`${target}/metrics`)).text()).includes(`nodeID="${nodeId}"`) && (await fetch(`${target}/api/products`)).status === 200;
