@@ -10,6 +10,7 @@ import type { ChannelBroker } from "../lib/channels";
 import { streamNameOf } from "../lib/channels";
 import type { Ctx } from "../lib/context";
 import { forbidden, notFound } from "../lib/errors";
+import { GroupWriter } from "../lib/group-writer";
 import { operatorMessages } from "../lib/messages";
 import { isId } from "../lib/sql";
 import { backoffMs } from "./notifier/backoff";
@@ -34,6 +35,8 @@ type NotifierThis = WithDb & WithAgenda & WithNotify & {
 	transports: Map<string, Transport>;
 	/** This node's name in the log's `worker` column (its leases). */
 	worker: string;
+	/** SENT marks, group-committed: a burst of deliveries (a sale's "slot granted" mails) is a few UPDATEs, not one each. */
+	sentMarks: GroupWriter<string>;
 	running: boolean;
 	/** The worker loop: `tick` runs one pass at a time; `wake` asks for another pass soon. */
 	ticking: Promise<void> | null;
@@ -239,7 +242,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 				else setTimeout(() => this.wake(), wait + 10).unref();
 				return failed;
 			}
-			await log.markSent(this.db, id, this.worker);
+			await this.sentMarks.add(id);
 			this.broker.metrics.increment(METRICS.deliveries, { channel: row.channel, status: "SENT" });
 			const dueAt = new Date(row.send_at ?? row.created_at).getTime();
 			this.broker.metrics.observe(METRICS.latency, Math.max(0, Date.now() - dueAt) / 1000, { channel: row.channel });
@@ -280,6 +283,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 		};
 		this.transports = transportsFor(this.config);
 		this.worker = this.broker.nodeID;
+		this.sentMarks = new GroupWriter(ids => log.markSent(this.db, ids, this.worker));
 		this.running = false;
 		this.ticking = null;
 		this.again = false;

@@ -128,12 +128,15 @@ export async function takeDue(db: DataSource, worker: string, limit: number, lea
 	);
 }
 
-/** The try went through. Conditional on this worker's lease, so a row resent or cancelled meanwhile is left as it is now. */
-export async function markSent(db: DataSource, id: string, worker: string): Promise<void> {
+/**
+ * These tries went through. Conditional on this worker's lease, so a row resent or cancelled
+ * meanwhile is left as it is now. Many ids in one statement: the notifier group-commits them.
+ */
+export async function markSent(db: DataSource, ids: string[], worker: string): Promise<void> {
 	await db.query(
 		`UPDATE deliveries SET status = 'SENT', sent_at = now(), lease_until = NULL, next_attempt_at = NULL, last_error = NULL, updated_at = now()
-		 WHERE id = $1 AND worker = $2 AND status = 'PENDING'`,
-		[id, worker]
+		 WHERE id = ANY($1::bigint[]) AND worker = $2 AND status = 'PENDING'`,
+		[ids, worker]
 	);
 }
 
