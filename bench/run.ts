@@ -330,7 +330,7 @@ async function storeRows(sz: Sizes, dir: string, connections: number, step: (f: 
 			"store, every claim a grant, 1 process",
 			g,
 			{ GRANTED: g.requests - g.non2xx, ...(g.non2xx ? { "not granted": g.non2xx } : {}) },
-			`every claim a committed grant; PostgreSQL holds ${inDb} grants for the product (one of them the priming claim; answers in flight when wrk stopped commit too)` +
+			`every claim a committed grant; PostgreSQL holds ${inDb} grants for the product (one of them the priming claim, and answers in flight when wrk stopped commit too)` +
 				(g.requests > rig.buyers.length ? `; wrk wrapped around the ${rig.buyers.length} buyers` : "")
 		);
 		gf.ok = inDb >= g.requests - g.non2xx;
@@ -573,6 +573,8 @@ async function main() {
 		return;
 	}
 	ensureWrk();
+	// Read now: after the run, the load average is the bench's own.
+	const loadBefore = os.loadavg()[0];
 	const quick = values.quick;
 	const connections = Number(values.connections);
 	const sz: Sizes = quick
@@ -606,7 +608,7 @@ async function main() {
 	const profileFile = path.join(__dirname, "..", "..", "bench", "PROFILE.md");
 	const meta = {
 		date: new Date().toISOString(),
-		machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? "?"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, load average before the run ${os.loadavg()[0].toFixed(1)}`,
+		machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? "?"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, load average before the run ${loadBefore.toFixed(1)}`,
 		connections,
 		seconds: sz.seconds,
 		openSeconds: sz.openSeconds,
