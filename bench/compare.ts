@@ -18,7 +18,8 @@ import { bare, CLAIM_PATH, createProduct, Figure, granted, readyForSale, Sizes, 
  * Always measured: this build ("main") and this build without the notifier service ("main,
  * notifier off"), which is issue 11's "before and after" for the notifier. `--build` adds another
  * build, such as the seed's (issue 10's "before": `git worktree add /tmp/base ac0eb7f`, then
- * `npm ci && npx tsc -p tsconfig.build.json` there). Writes bench/COMPARE.md and compare.json.
+ * `npm ci && npx tsc -p tsconfig.build.json` there). Writes bench/COMPARE.md and compare.json, with
+ * bench/COMPARE-NOTES.md appended; `--render` rewrites COMPARE.md from compare.json alone.
  */
 
 interface Build {
@@ -123,8 +124,18 @@ async function main() {
 			seconds: { type: "string", default: "10" },
 			connections: { type: "string", default: "100" },
 			out: { type: "string" },
+			render: { type: "boolean", default: false },
 		},
 	});
+	const outDir = values.out ?? path.join(__dirname, "..", "..", "bench");
+	const notesFile = path.join(__dirname, "..", "..", "bench", "COMPARE-NOTES.md");
+	if (values.render) {
+		// Re-renders COMPARE.md from compare.json (after editing COMPARE-NOTES.md), measuring nothing.
+		const saved = JSON.parse(fs.readFileSync(path.join(outDir, "compare.json"), "utf8"));
+		saved.meta.notes = fs.existsSync(notesFile) ? fs.readFileSync(notesFile, "utf8") : "";
+		fs.writeFileSync(path.join(outDir, "COMPARE.md"), markdown(saved.builds, saved.bares, saved.rounds, saved.meta));
+		return;
+	}
 	ensureWrk();
 	const withoutNotifier = Object.keys(SERVICES).filter(s => s !== "notifier").join(",");
 	const builds: Build[] = [
@@ -168,8 +179,6 @@ async function main() {
 	} finally {
 		fs.rmSync(dir, { recursive: true, force: true });
 	}
-	const outDir = values.out ?? path.join(__dirname, "..", "..", "bench");
-	const notesFile = path.join(__dirname, "..", "..", "bench", "COMPARE-NOTES.md");
 	meta.notes = fs.existsSync(notesFile) ? fs.readFileSync(notesFile, "utf8") : "";
 	fs.writeFileSync(path.join(outDir, "compare.json"), JSON.stringify({ meta, builds, bares, rounds }, null, 2));
 	fs.writeFileSync(path.join(outDir, "COMPARE.md"), markdown(builds, bares, rounds, meta));
