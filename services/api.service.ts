@@ -6,14 +6,14 @@ import type { Config } from "../config";
 import { PRODUCT_CHANGED, ProductChanged, SOLD_OUT_FLAG, SoldOutFlag, TOKENS_REVOKED, TokensRevoked } from "../contracts";
 import { BearerVerifier, bearerVerifier } from "../lib/auth";
 import type { AuthUser, StoreMeta } from "../lib/context";
-import { forbidden, unauthorized } from "../lib/errors";
+import { forbidden, unauthorized, unavailable } from "../lib/errors";
 import { availableNodes } from "../lib/registry";
 import { TokenRevocations } from "../lib/revocations";
 import { ensureStoreMetrics } from "../lib/store-metrics";
 import { ClaimGate } from "./api/claim-gate";
 import { ClaimRoute, claimTarget } from "./api/claim-route";
 import { loadPages, Pages, shopAddresses } from "./api/pages";
-import { ErrorLike, sendError } from "./api/replies";
+import { ErrorLike, errorBody, sendError } from "./api/replies";
 import { apiRoutes } from "./api/routes";
 
 type Req = http.IncomingMessage;
@@ -35,6 +35,8 @@ type ApiThis = Service & {
 	learnRevocations(): Promise<void>;
 	/** The gateway's own HTTP server: claims to the fast path, everything else to moleculer-web. */
 	server: http.Server;
+	/** Set when the node stops: every answer from then on closes its connection. */
+	closing: boolean;
 	httpHandler(req: Req, res: Res): void;
 	learnSchedule(): Promise<void>;
 	learnFlags(): Promise<void>;
@@ -107,6 +109,9 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 
 			/** moleculer-web's own error hook, overridden on purpose: one place shapes and logs errors. */
 			errorHandler(this: ApiThis, _req: Req, res: Res, err: ErrorLike) {
+				// A request caught by its node's stop (the database closing under it) is not a bug:
+				// the buyer is told to try again, and the next try reaches a node that runs.
+				if (this.closing && errorBody(err).status === 500) return void sendError(res, unavailable("This server is restarting; try again", "SERVICE_UNAVAILABLE", 1));
 				if (sendError(res, err) === 500) this.logger.error("Request failed:", err.name, err.message, err.stack);
 			},
 
@@ -146,7 +151,9 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 			this.claims = new ClaimRoute(this.broker, this.gate, this.verifyBearer, this.revocations);
 			this.pages = loadPages();
 			ensureStoreMetrics(this.broker);
+			this.closing = false;
 			this.server = http.createServer((req, res) => {
+				if (this.closing) res.shouldKeepAlive = false;
 				const productId = claimTarget(req);
 				if (productId !== null) return void this.claims.handle(req, res, productId)?.catch(err => sendError(res, err));
 				if (this.pages?.handle(req, res)) return;
@@ -185,9 +192,21 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 			if (this.revocationTimer) clearInterval(this.revocationTimer);
 			this.claims.flush();
 			if (!this.server.listening) return;
+			// close() only refuses new connections. A kept-alive one that keeps taking requests (a
+			// dashboard polling every second) would hold it open for ever, and the node would never
+			// stop. So every answer from now on closes its connection, connections are closed as
+			// they fall idle, and whatever is still open after one request timeout is cut.
+			this.closing = true;
 			const closed = new Promise<void>(resolve => this.server.close(() => resolve()));
 			this.server.closeIdleConnections();
-			await closed;
+			const idle = setInterval(() => this.server.closeIdleConnections(), 100);
+			const cut = setTimeout(() => this.server.closeAllConnections(), this.config.requestTimeoutMs);
+			try {
+				await closed;
+			} finally {
+				clearInterval(idle);
+				clearTimeout(cut);
+			}
 		},
 	};
 }

@@ -1,9 +1,10 @@
+import nodeHttp from "node:http";
 import { Errors } from "moleculer";
 import { errorBody } from "../../services/api/replies";
 import { conflict, unavailable } from "../../lib/errors";
 import { api, request } from "../helpers/http";
 import { dropDatabase, freshDatabaseUrl } from "../helpers/db";
-import { startNode, StoreNode, TEST_SECRET } from "../helpers/nodes";
+import { startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 
 const DB = freshDatabaseUrl("gateway");
 let node: StoreNode;
@@ -121,5 +122,66 @@ describe("errorBody (what an error becomes on the wire)", () => {
 			{ type: "stringMin", field: "password", actual: "hunter2", message: "too short", nodeID: "n1", action: "users.signup" },
 		] as any);
 		expect(errorBody(err).body.data).toEqual([{ type: "stringMin", field: "password", message: "too short" }]);
+	});
+});
+
+describe("a gateway that stops", () => {
+	/** GET over a kept-alive agent, with the Connection header of the answer. */
+	const get = (url: string, agent: nodeHttp.Agent) =>
+		new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+			const req = nodeHttp.get(url, { agent }, res => {
+				res.resume();
+				res.on("end", () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+			});
+			req.on("error", reject);
+		});
+
+	it("stops while clients keep their kept-alive connections busy with slow requests, and answers them 503, not 500", async () => {
+		// Each product list takes 200 ms (a test hook, no cache), like a dashboard request waiting on
+		// another node: the requests in flight when the node stops outlast server.close()'s one look
+		// for idle connections, and each poller sends its next request on the same connection.
+		const gw = await startNode(
+			{ DATABASE_URL: DB, JWT_SECRET: TEST_SECRET, PRODUCT_CACHE_TTL_SECONDS: "0" },
+			{ products: { hooks: { before: { list: () => new Promise(r => setTimeout(r, 200)) } } } }
+		);
+		const agent = new nodeHttp.Agent({ keepAlive: true, maxSockets: 4 });
+		let stopCalledAt = Infinity;
+		const afterStop: { status: number; connection: string | undefined }[] = [];
+		let polling = true;
+		let answered = 0;
+		const poller = async () => {
+			while (polling) {
+				try {
+					const r = await get(`${gw.url}/api/products`, agent);
+					answered++;
+					if (Date.now() >= stopCalledAt) afterStop.push(r);
+				} catch {
+					return; // refused or reset: the gateway is gone
+				}
+			}
+		};
+		const pollers = [poller(), poller(), poller(), poller()];
+		try {
+			await waitFor("the pollers' first answers", () => answered >= 8);
+			stopCalledAt = Date.now();
+			// Bounded by the helper at 20 s: before the fix, this never returned.
+			await gw.stop();
+			const tookMs = Date.now() - stopCalledAt;
+			polling = false;
+			await Promise.all(pollers);
+			// The fault struck: requests were in flight while the node stopped, and their answers
+			// closed the connection rather than keeping it open for the next one.
+			// The fault struck: requests were in flight while the node stopped. Each was answered, and
+			// not with a 500: the database closed under it, and that is a moment to wait out (503).
+			expect(afterStop.length).toBeGreaterThan(0);
+			expect(afterStop.map(a => a.status).filter(s => s !== 200 && s !== 503)).toEqual([]);
+			// A request timeout (5 s) is the longest a stuck request may hold the stop.
+			expect(tookMs).toBeLessThan(15_000);
+			// Its connections were closed, not kept for the pollers' next requests.
+			await expect(get(`${gw.url}/api/products`, agent)).rejects.toThrow();
+		} finally {
+			polling = false;
+			agent.destroy();
+		}
 	});
 });

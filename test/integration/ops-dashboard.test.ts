@@ -357,5 +357,6 @@ describe("admin dashboard and sale report", () => {
 		expect({ ...after, generatedAt: null }).toEqual({ ...before, generatedAt: null });
 		expect(after.orderCheck.verdict).toBe("fair");
 		expect(after.claims.byOutcome.GRANTED).toBe(30);
-	});
+		// Three NATS nodes stopped one after another (each bounded at 20 s by its helper) and a fresh one started.
+	}, 120_000);
 });
