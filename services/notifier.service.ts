@@ -28,6 +28,8 @@ const METRICS = {
 	backlog: "dopamine.notifier.backlog",
 };
 const GAUGE_EVERY_MS = 5_000;
+/** Deliveries taken in before the first refresh of the log's planner statistics. */
+const ANALYZE_FIRST_AT = 1_000;
 const PRUNE_EVERY_MS = 60 * 60_000;
 
 type NotifierThis = WithDb & WithAgenda & WithNotify & {
@@ -37,6 +39,9 @@ type NotifierThis = WithDb & WithAgenda & WithNotify & {
 	worker: string;
 	/** SENT marks, group-committed: a burst of deliveries (a sale's "slot granted" mails) is a few UPDATEs, not one each. */
 	sentMarks: GroupWriter<string>;
+	/** Deliveries this node took in, and the count at which it next refreshes the log's statistics. */
+	takenIn: number;
+	analyzeAt: number;
 	running: boolean;
 	/** The worker loop: `tick` runs one pass at a time; `wake` asks for another pass soon. */
 	ticking: Promise<void> | null;
@@ -166,6 +171,13 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 				for (const channel of targets) items.push({ ...m, channel, failedWith: null });
 			}
 			const inserted = await log.insertDeliveries(this.db, items);
+			this.takenIn += inserted.length;
+			if (this.takenIn >= this.analyzeAt) {
+				// At 1,000, 2,000, 4,000... taken in: a burst gets fresh statistics within its first
+				// thousand rows, and a node that runs for months rarely analyzes (autovacuum does).
+				this.analyzeAt = this.takenIn * 2;
+				log.refreshStatistics(this.db).catch(err => this.logger.warn("notifier analyze:", err.message));
+			}
 			for (const r of inserted) {
 				if (r.next_attempt_at || !r.send_at) continue;
 				const job = this.agenda.create(JOB, { deliveryId: String(r.id) });
@@ -284,6 +296,8 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 		this.transports = transportsFor(this.config);
 		this.worker = this.broker.nodeID;
 		this.sentMarks = new GroupWriter(ids => log.markSent(this.db, ids, this.worker));
+		this.takenIn = 0;
+		this.analyzeAt = ANALYZE_FIRST_AT;
 		this.running = false;
 		this.ticking = null;
 		this.again = false;

@@ -112,20 +112,32 @@ export async function insertDeliveries(db: DataSource, items: NewDelivery[]): Pr
  * sendAt passed: a scheduled row whose Agenda job was lost is taken `lostJobGraceSeconds` late),
  * and not leased by a live try. Counts the try now, so a crash mid-send still counts it.
  */
+/**
+ * The next due deliveries, leased to `worker`. The first test on the due time is implied by the
+ * second (which waits out the grace of a scheduled one's job) and is there for the index: the
+ * walk of deliveries_due stops at now, however many reminders are scheduled for later.
+ */
+export const TAKE_DUE_SQL = `UPDATE deliveries d SET attempts = d.attempts + 1, lease_until = now() + make_interval(secs => $3::double precision / 1000),
+	        worker = $1, updated_at = now()
+	 WHERE d.id IN (
+	   SELECT id FROM deliveries
+	   WHERE status = 'PENDING' AND coalesce(next_attempt_at, send_at) <= now()
+	     AND coalesce(next_attempt_at, send_at + make_interval(secs => $4)) <= now()
+	     AND (lease_until IS NULL OR lease_until < now())
+	   ORDER BY coalesce(next_attempt_at, send_at), id LIMIT $2 FOR UPDATE SKIP LOCKED)
+	 RETURNING d.*`;
+
 export async function takeDue(db: DataSource, worker: string, limit: number, leaseMs: number, lostJobGraceSeconds = 30): Promise<DeliveryRow[]> {
-	return rowsOf<DeliveryRow>(
-		await db.query(
-			`UPDATE deliveries d SET attempts = d.attempts + 1, lease_until = now() + make_interval(secs => $3::double precision / 1000),
-			        worker = $1, updated_at = now()
-			 WHERE d.id IN (
-			   SELECT id FROM deliveries
-			   WHERE status = 'PENDING' AND coalesce(next_attempt_at, send_at + make_interval(secs => $4)) <= now()
-			     AND (lease_until IS NULL OR lease_until < now())
-			   ORDER BY coalesce(next_attempt_at, send_at), id LIMIT $2 FOR UPDATE SKIP LOCKED)
-			 RETURNING d.*`,
-			[worker, limit, leaseMs, lostJobGraceSeconds]
-		)
-	);
+	return rowsOf<DeliveryRow>(await db.query(TAKE_DUE_SQL, [worker, limit, leaseMs, lostJobGraceSeconds]));
+}
+
+/**
+ * Fresh planner statistics for the log. A sale's burst makes the table many times larger within
+ * seconds, long before autovacuum's next look, and with the statistics of a nearly empty table
+ * the planner sorts every PENDING row on each takeDue instead of walking the due index.
+ */
+export async function refreshStatistics(db: DataSource): Promise<void> {
+	await db.query(`ANALYZE deliveries`);
 }
 
 /**
