@@ -88,22 +88,57 @@ export async function recentClaimRates(db: DataSource): Promise<Map<string, Reco
 	return out;
 }
 
-/** Claims per second from the cluster's counters: per node and outcome, so a restarted node (its counter reset) counts from zero. */
+/**
+ * Claims per second from the cluster's counters: per node and outcome, so a restarted node (its
+ * counter reset) counts from zero. A node whose metrics did not come back this refresh (its call
+ * timed out) keeps its last rate, and is measured next time from the last sample it answered:
+ * counted as missing, it made the chart dip for one refresh and then spike, its whole total
+ * counted as one second's claims.
+ */
 export class RateMeter {
-	private samples: { at: number; totals: Map<string, number> }[] = [];
+	private samples: { at: number; totals: Map<string, number>; answered: Set<string> }[] = [];
+	private lastByNode = new Map<string, { at: number; rates: Record<string, number> }>();
 
-	rates(totals: Map<string, number>, now: number): Record<string, number> {
-		this.samples.push({ at: now, totals });
+	/** `answered`: the nodes whose metrics came back (default: those with a key in `totals`). */
+	rates(totals: Map<string, number>, now: number, answered: Set<string> = new Set([...totals.keys()].map(k => k.split("|")[0]))): Record<string, number> {
+		this.samples.push({ at: now, totals, answered });
 		this.samples = this.samples.filter(s => now - s.at <= 5_000);
-		// The newest sample at least ~1 s old; a fresh meter has no rate yet.
-		const base = [...this.samples].reverse().find(s => now - s.at >= 900);
-		const out: Record<string, number> = {};
-		if (!base) return out;
-		const dt = (now - base.at) / 1000;
+		const old = this.samples.filter(s => now - s.at >= 900);
+		const byNode = new Map<string, Map<string, number>>();
 		for (const [key, n] of totals) {
-			const before = base.totals.get(key) ?? 0;
-			const outcome = key.split("|")[1];
-			out[outcome] = (out[outcome] ?? 0) + (n >= before ? n - before : n) / dt;
+			const [node, outcome] = key.split("|");
+			if (!byNode.has(node)) byNode.set(node, new Map());
+			byNode.get(node)!.set(outcome, n);
+		}
+		const out: Record<string, number> = {};
+		const add = (rates: Record<string, number>) => {
+			for (const [k, v] of Object.entries(rates)) out[k] = (out[k] ?? 0) + v;
+		};
+		for (const node of answered) {
+			// The newest sample about a second old that this node answered; a node in no sample
+			// yet is new to the cluster and counts from zero; a fresh meter has no rate yet.
+			const base = [...old].reverse().find(s => s.answered.has(node));
+			const seenBefore = this.samples.some(s => s !== this.samples[this.samples.length - 1] && s.answered.has(node));
+			const from = base ?? (seenBefore ? undefined : old[old.length - 1]);
+			if (!from) {
+				const carried = this.lastByNode.get(node);
+				if (carried && now - carried.at <= 5_000) add(carried.rates);
+				continue;
+			}
+			const dt = (now - from.at) / 1000;
+			const rates: Record<string, number> = {};
+			for (const [outcome, n] of byNode.get(node) ?? []) {
+				const before = base ? (from.totals.get(`${node}|${outcome}`) ?? 0) : 0;
+				rates[outcome] = (n >= before ? n - before : n) / dt;
+			}
+			this.lastByNode.set(node, { at: now, rates });
+			add(rates);
+		}
+		// Nodes that did not answer now: their last rate, for a few seconds.
+		for (const [node, carried] of this.lastByNode) {
+			if (answered.has(node)) continue;
+			if (now - carried.at > 5_000) this.lastByNode.delete(node);
+			else add(carried.rates);
 		}
 		for (const k of Object.keys(out)) out[k] = Math.round(out[k] * 10) / 10;
 		return out;
@@ -118,10 +153,11 @@ async function failedDeliveries(broker: ServiceBroker): Promise<number | null> {
 		.then(r => (typeof r.total === "number" ? r.total : null), () => null);
 }
 
-async function nodeMetrics(broker: ServiceBroker, nodeID: string): Promise<MetricSnapshot[]> {
+/** A node's metrics, or null when its call failed (timed out, or the node is leaving). */
+async function nodeMetrics(broker: ServiceBroker, nodeID: string): Promise<MetricSnapshot[] | null> {
 	return broker
 		.call<MetricSnapshot[], object>("$node.metrics", { includes: ["dopamine.**", "moleculer.request.time"] }, { nodeID, timeout: 1_500, retries: 0 })
-		.catch(() => []);
+		.catch(() => null);
 }
 
 export async function liveSnapshot(broker: ServiceBroker, db: DataSource, meter: RateMeter): Promise<LiveSnapshot> {
@@ -139,12 +175,14 @@ export async function liveSnapshot(broker: ServiceBroker, db: DataSource, meter:
 	]);
 
 	const totals = new Map<string, number>();
+	// A node whose metrics call failed answered an empty list: not "no claims", but "unknown".
+	const answered = new Set(metrics.filter(m => m.list !== null).map(m => m.node));
 	const total: Record<string, number> = {};
 	let p99: number | null = null;
 	let lag: number | null = null;
 	const byStatus: Record<string, number> = {};
 	for (const { node, list } of metrics) {
-		for (const m of list) {
+		for (const m of list ?? []) {
 			if (m.name === METRICS.claims)
 				for (const v of m.values) {
 					const key = `${node}|${v.labels.outcome}`;
@@ -193,7 +231,7 @@ export async function liveSnapshot(broker: ServiceBroker, db: DataSource, meter:
 		at: new Date(now).toISOString(),
 		nodes,
 		allocatorNodes: allocators,
-		claims: { total, perSecond: meter.rates(totals, now) },
+		claims: { total, perSecond: meter.rates(totals, now, answered) },
 		p99ClaimMs: p99 === null ? null : Math.round((p99 as number) * 100) / 100,
 		notifier: { lag, failed: failedLogged ?? byStatus.FAILED ?? (Object.keys(byStatus).length ? 0 : null), byStatus },
 		products,

@@ -11,6 +11,17 @@ describe("claims per second from the cluster's counters", () => {
 		expect(m.rates(new Map([["a|GRANTED", 30], ["b|GRANTED", 4], ["a|SOLD_OUT", 50]]), 2000)).toEqual({ GRANTED: 12.7, SOLD_OUT: 33.3 });
 	});
 
+	it("keeps a node's rate through a refresh its metrics did not come back, with no dip and no spike after", () => {
+		const m = new RateMeter();
+		const both = new Set(["a", "b"]);
+		m.rates(new Map([["a|SOLD_OUT", 0], ["b|SOLD_OUT", 0]]), 0, both);
+		expect(m.rates(new Map([["a|SOLD_OUT", 100], ["b|SOLD_OUT", 100]]), 1000, both)).toEqual({ SOLD_OUT: 200 });
+		// b's call timed out: its last rate stands in (counting it as missing showed 100).
+		expect(m.rates(new Map([["a|SOLD_OUT", 200]]), 2000, new Set(["a"]))).toEqual({ SOLD_OUT: 200 });
+		// b is back, measured from the last sample it answered (from zero, this showed 400).
+		expect(m.rates(new Map([["a|SOLD_OUT", 300], ["b|SOLD_OUT", 300]]), 3000, both)).toEqual({ SOLD_OUT: 200 });
+	});
+
 	it("counts a node whose counter went back (it restarted) from zero, never negative", () => {
 		const m = new RateMeter();
 		m.rates(new Map([["a|SOLD_OUT", 1000]]), 0);
