@@ -4,7 +4,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { SERVICES } from "../broker";
 import { ensureWrk } from "./lib/wrk";
-import { bare, CLAIM_PATH, createProduct, Figure, granted, readyForSale, Sizes, withStore, wrkFigure, wrkRun } from "./run";
+import { bare, Figure, grantRun, Sizes, soldOutRun, withStore, wrkFigure } from "./run";
 
 /**
  * npm run build && node dist/bench/compare.js [--build NAME=PATH/dist/server.js ...] [--rounds 3]
@@ -49,24 +49,9 @@ async function measure(build: Build, sz: Sizes, dir: string, connections: number
 		sz.buyers,
 		dir,
 		async rig => {
-			const url = rig.store.targets[0];
-			const pids = rig.store.pids;
-			const soldOutProduct = await createProduct(rig, 0);
-			const first = await fetch(`${url}${CLAIM_PATH(soldOutProduct)}`, { method: "POST", headers: { authorization: `Bearer ${rig.buyers[0].token}` } });
-			const firstBody = await first.text();
-			if (first.status !== 409 || !firstBody.includes('"SOLD_OUT"')) throw new Error(`${build.name}: sold-out product answered ${first.status} ${firstBody}`);
-			const warm = await wrkRun(url, CLAIM_PATH(soldOutProduct), rig.tokens, pids, sz.warmSeconds, connections, true);
-			if (Object.keys(warm.statuses).join() !== "409") throw new Error(`${build.name}: sold-out warm-up answered ${JSON.stringify(warm.statuses)}`);
-			const s = await wrkRun(url, CLAIM_PATH(soldOutProduct), rig.tokens, pids, sz.seconds, connections);
+			const { r: s } = await soldOutRun(rig, sz, connections);
 			const soldOut = wrkFigure("sold-out", `${build.name}: sold-out answer`, s, { SOLD_OUT: s.non2xx, ...(s.requests - s.non2xx ? { "HTTP 2xx": s.requests - s.non2xx } : {}) });
-
-			const warmProduct = await createProduct(rig, 1000);
-			await wrkRun(url, CLAIM_PATH(warmProduct), rig.tokens, pids, sz.warmSeconds, connections);
-			const product = await createProduct(rig, rig.buyers.length);
-			await readyForSale(rig, product);
-			const g = await wrkRun(url, CLAIM_PATH(product), rig.tokens, pids, sz.seconds, connections);
-			await new Promise(res => setTimeout(res, 500));
-			const inDb = await granted(rig.databaseUrl, product);
+			const { g, inDb } = await grantRun(rig, sz, connections);
 			const grants = wrkFigure("grants", `${build.name}: every claim a grant`, g, { GRANTED: g.requests - g.non2xx, ...(g.non2xx ? { "not granted": g.non2xx } : {}) }, `PostgreSQL holds ${inDb} grants`);
 			// A build that answered "granted" without the row would look fast for the wrong reason.
 			if (inDb < g.requests - g.non2xx) throw new Error(`${build.name}: ${g.requests - g.non2xx} grants answered, ${inDb} in PostgreSQL`);

@@ -268,20 +268,39 @@ export async function readyForSale(rig: StoreRig, product: string): Promise<void
 	if (res.status !== 201) throw new Error(`priming claim on product ${product}: ${res.status} ${await res.text()}`);
 }
 
+/** Sold out: the first claim reaches the actor, which broadcasts the flag; then the gateway answers alone. */
+export async function soldOutRun(rig: StoreRig, sz: Sizes, connections: number): Promise<{ product: string; warm: WrkResult; r: WrkResult }> {
+	const url = rig.store.targets[0];
+	const product = await createProduct(rig, 0);
+	const first = await fetch(`${url}${CLAIM_PATH(product)}`, { method: "POST", headers: { authorization: `Bearer ${rig.buyers[0].token}` } });
+	const firstBody = await first.text();
+	if (first.status !== 409 || !firstBody.includes('"SOLD_OUT"')) throw new Error(`sold-out product answered ${first.status} ${firstBody}`);
+	const warm = await wrkRun(url, CLAIM_PATH(product), rig.tokens, rig.store.pids, sz.warmSeconds, connections, true);
+	if (Object.keys(warm.statuses).join() !== "409") throw new Error(`sold-out warm-up answered ${JSON.stringify(warm.statuses)}`);
+	const r = await wrkRun(url, CLAIM_PATH(product), rig.tokens, rig.store.pids, sz.seconds, connections);
+	return { product, warm, r };
+}
+
+/** Grants: every claim a committed grant (a buyer never repeats while the tokens last), and how many PostgreSQL holds. */
+export async function grantRun(rig: StoreRig, sz: Sizes, connections: number): Promise<{ g: WrkResult; inDb: number }> {
+	const url = rig.store.targets[0];
+	const warmProduct = await createProduct(rig, 1000);
+	await wrkRun(url, CLAIM_PATH(warmProduct), rig.tokens, rig.store.pids, sz.warmSeconds, connections);
+	const product = await createProduct(rig, rig.buyers.length);
+	await readyForSale(rig, product);
+	const g = await wrkRun(url, CLAIM_PATH(product), rig.tokens, rig.store.pids, sz.seconds, connections);
+	// Answers in flight when wrk stopped commit too.
+	await new Promise(res => setTimeout(res, 500));
+	return { g, inDb: await granted(rig.databaseUrl, product) };
+}
+
 /** The store's rows on one store process: sold-out answers (wrk), open loop at 50% and 80% of them, grants (wrk). */
 async function storeRows(sz: Sizes, dir: string, connections: number, step: (f: Figure) => void): Promise<void> {
 	await withStore(sz.buyers, dir, async rig => {
 		const url = rig.store.targets[0];
 		const pids = rig.store.pids;
 
-		// Sold out: the first claim reaches the actor, which broadcasts the flag; then the gateway answers alone.
-		const soldOut = await createProduct(rig, 0);
-		const first = await fetch(`${url}${CLAIM_PATH(soldOut)}`, { method: "POST", headers: { authorization: `Bearer ${rig.buyers[0].token}` } });
-		const firstBody = await first.text();
-		if (first.status !== 409 || !firstBody.includes('"SOLD_OUT"')) throw new Error(`sold-out product answered ${first.status} ${firstBody}`);
-		const warm = await wrkRun(url, CLAIM_PATH(soldOut), rig.tokens, pids, sz.warmSeconds, connections, true);
-		if (Object.keys(warm.statuses).join() !== "409") throw new Error(`sold-out warm-up answered ${JSON.stringify(warm.statuses)}`);
-		const r = await wrkRun(url, CLAIM_PATH(soldOut), rig.tokens, pids, sz.seconds, connections);
+		const { product: soldOut, warm, r } = await soldOutRun(rig, sz, connections);
 		const so = wrkFigure("store-soldout-1", "store, sold-out answer, 1 process", r, { SOLD_OUT: r.non2xx, ...(r.requests - r.non2xx ? { "HTTP 2xx": r.requests - r.non2xx } : {}) }, `warm-up answers counted by wrk: ${JSON.stringify(warm.statuses)}`);
 		so.peakMemoryMb = rig.store.peakMemoryMb();
 		step(so);
@@ -317,14 +336,7 @@ async function storeRows(sz: Sizes, dir: string, connections: number, step: (f: 
 			});
 		}
 
-		// Grants: every claim a committed grant (a buyer never repeats while the tokens last).
-		const warmProduct = await createProduct(rig, 1000);
-		await wrkRun(url, CLAIM_PATH(warmProduct), rig.tokens, pids, sz.warmSeconds, connections);
-		const product = await createProduct(rig, rig.buyers.length);
-		await readyForSale(rig, product);
-		const g = await wrkRun(url, CLAIM_PATH(product), rig.tokens, pids, sz.seconds, connections);
-		await new Promise(res => setTimeout(res, 500));
-		const inDb = await granted(rig.databaseUrl, product);
+		const { g, inDb } = await grantRun(rig, sz, connections);
 		const gf = wrkFigure(
 			"store-grants-1",
 			"store, every claim a grant, 1 process",
