@@ -49,7 +49,9 @@ async function measure(build: Build, sz: Sizes, dir: string, connections: number
 		sz.buyers,
 		dir,
 		async rig => {
-			const { r: s } = await soldOutRun(rig, sz, connections);
+			const {
+				runs: [s],
+			} = await soldOutRun(rig, sz, connections);
 			const soldOut = wrkFigure("sold-out", `${build.name}: sold-out answer`, s, { SOLD_OUT: s.non2xx, ...(s.requests - s.non2xx ? { "HTTP 2xx": s.requests - s.non2xx } : {}) });
 			const { g, inDb } = await grantRun(rig, sz, connections);
 			const grants = wrkFigure("grants", `${build.name}: every claim a grant`, g, { GRANTED: g.requests - g.non2xx, ...(g.non2xx ? { "not granted": g.non2xx } : {}) }, `PostgreSQL holds ${inDb} grants`);
@@ -136,7 +138,7 @@ async function main() {
 	];
 	const seconds = Number(values.seconds);
 	const connections = Number(values.connections);
-	const sz: Sizes = { seconds, warmSeconds: 2, buyers: 120_000, openSeconds: 0, standIn: 300_000, saleUsers: 0, saleStock: 0 };
+	const sz: Sizes = { seconds, warmSeconds: 2, buyers: 120_000, openSeconds: 0, standIn: 300_000, saleUsers: 0, saleStock: 0, rounds: 1 };
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dopamine-compare-"));
 	const bares: Figure[] = [];
 	const rounds: Round[] = [];

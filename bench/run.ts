@@ -18,7 +18,8 @@ import { runSale, SaleReport } from "./loadtest";
  *
  * Throughput rows are measured from outside with wrk (`wrk -t1 -c100 -d10s`, one claim per
  * request, a different buyer's token each time), with each server's CPU time and wrk's own read
- * from /proc, and compared with a bare Node http server measured in the same run. Latency under
+ * from /proc, and compared with a bare Node http server measured in the same run (in turns with the
+ * store's sold-out runs, three of each, medians). Latency under
  * a fixed load comes from the load tool's open loop (bench/lib/load.ts fireOpen) at 50% and 80%
  * of the sold-out capacity wrk measured. The sales (100,000 buyers, 1,000 units) are the load
  * tool's, with its checks. Writes bench/RESULTS.md, bench/results.json and bench/chart.svg (or,
@@ -70,6 +71,8 @@ export interface Sizes {
 	standIn: number;
 	saleUsers: number;
 	saleStock: number;
+	/** Sold-out and bare runs, in turns: the figure of each is the run with the median rate. */
+	rounds: number;
 }
 
 export function wrkFigure(id: string, label: string, r: WrkResult, outcomes: Record<string, number>, note?: string): Figure {
@@ -268,8 +271,16 @@ export async function readyForSale(rig: StoreRig, product: string): Promise<void
 	if (res.status !== 201) throw new Error(`priming claim on product ${product}: ${res.status} ${await res.text()}`);
 }
 
-/** Sold out: the first claim reaches the actor, which broadcasts the flag; then the gateway answers alone. */
-export async function soldOutRun(rig: StoreRig, sz: Sizes, connections: number): Promise<{ product: string; warm: WrkResult; r: WrkResult }> {
+/**
+ * Sold out: the first claim reaches the actor, which broadcasts the flag; then the gateway answers
+ * alone. `sz.rounds` runs, with `between` (the bare server's run) before each.
+ */
+export async function soldOutRun(
+	rig: StoreRig,
+	sz: Sizes,
+	connections: number,
+	between: () => Promise<void> = async () => undefined
+): Promise<{ product: string; warm: WrkResult; runs: WrkResult[] }> {
 	const url = rig.store.targets[0];
 	const product = await createProduct(rig, 0);
 	const first = await fetch(`${url}${CLAIM_PATH(product)}`, { method: "POST", headers: { authorization: `Bearer ${rig.buyers[0].token}` } });
@@ -277,9 +288,17 @@ export async function soldOutRun(rig: StoreRig, sz: Sizes, connections: number):
 	if (first.status !== 409 || !firstBody.includes('"SOLD_OUT"')) throw new Error(`sold-out product answered ${first.status} ${firstBody}`);
 	const warm = await wrkRun(url, CLAIM_PATH(product), rig.tokens, rig.store.pids, sz.warmSeconds, connections, true);
 	if (Object.keys(warm.statuses).join() !== "409") throw new Error(`sold-out warm-up answered ${JSON.stringify(warm.statuses)}`);
-	const r = await wrkRun(url, CLAIM_PATH(product), rig.tokens, rig.store.pids, sz.seconds, connections);
-	return { product, warm, r };
+	const runs: WrkResult[] = [];
+	for (let i = 0; i < sz.rounds; i++) {
+		await between();
+		runs.push(await wrkRun(url, CLAIM_PATH(product), rig.tokens, rig.store.pids, sz.seconds, connections));
+	}
+	return { product, warm, runs };
 }
+
+/** The run with the median rate (the lower middle of an even count). */
+const medianRun = (runs: WrkResult[]): WrkResult => [...runs].sort((a, b) => a.rps - b.rps)[Math.floor((runs.length - 1) / 2)];
+const eachRound = (runs: WrkResult[]) => runs.map(x => Math.round(x.rps).toLocaleString("en")).join(" / ");
 
 /** Grants: every claim a committed grant (a buyer never repeats while the tokens last), and how many PostgreSQL holds. */
 export async function grantRun(rig: StoreRig, sz: Sizes, connections: number): Promise<{ g: WrkResult; inDb: number }> {
@@ -300,8 +319,32 @@ async function storeRows(sz: Sizes, dir: string, connections: number, step: (f: 
 		const url = rig.store.targets[0];
 		const pids = rig.store.pids;
 
-		const { product: soldOut, warm, r } = await soldOutRun(rig, sz, connections);
-		const so = wrkFigure("store-soldout-1", "store, sold-out answer, 1 process", r, { SOLD_OUT: r.non2xx, ...(r.requests - r.non2xx ? { "HTTP 2xx": r.requests - r.non2xx } : {}) }, `warm-up answers counted by wrk: ${JSON.stringify(warm.statuses)}`);
+		// The bare server runs beside the store, and the two take turns: this machine drifts by a
+		// third within minutes, and one bare run minutes before the store's made the ratio swing
+		// between 0.47x and 0.83x from one run to the next.
+		const bareServer = await startServer("bare.js", {});
+		const bareRuns: WrkResult[] = [];
+		let soldOutRuns: Awaited<ReturnType<typeof soldOutRun>>;
+		try {
+			const standInFile = standInTokens(dir, sz.standIn);
+			await wrkRun(bareServer.url, CLAIM_PATH("1"), standInFile, [bareServer.pid], sz.warmSeconds, connections);
+			soldOutRuns = await soldOutRun(rig, sz, connections, async () => {
+				bareRuns.push(await wrkRun(bareServer.url, CLAIM_PATH("1"), standInFile, [bareServer.pid], sz.seconds, connections));
+			});
+		} finally {
+			await bareServer.stop();
+		}
+		const { product: soldOut, warm, runs } = soldOutRuns;
+		const b = medianRun(bareRuns);
+		step(wrkFigure("bare-1", "bare Node http, fixed 409 JSON, 1 process", b, { "HTTP 409": b.non2xx }, `median of ${sz.rounds} run(s) in turns with the store's sold-out runs: ${eachRound(bareRuns)} req/s`));
+		const r = medianRun(runs);
+		const so = wrkFigure(
+			"store-soldout-1",
+			"store, sold-out answer, 1 process",
+			r,
+			{ SOLD_OUT: r.non2xx, ...(r.requests - r.non2xx ? { "HTTP 2xx": r.requests - r.non2xx } : {}) },
+			`median of ${sz.rounds} run(s) in turns with the bare server's: ${eachRound(runs)} req/s; warm-up answers counted by wrk: ${JSON.stringify(warm.statuses)}`
+		);
 		so.peakMemoryMb = rig.store.peakMemoryMb();
 		step(so);
 
@@ -524,7 +567,8 @@ function markdown(figs: Figure[], tgt: Target[], meta: Record<string, unknown>, 
 		`Measured ${meta.date} by \`npm run bench\` on ${meta.machine}${meta.quick ? " (--quick: sizes too small for the figures to mean anything)" : ""}.`,
 		`Throughput rows: \`wrk -t1 -c${meta.connections} -d${meta.seconds}s\` with a Lua script that sends one claim per request,`,
 		"each with the next buyer's token (bench/wrk/claims.lua); each server's CPU time (utime + stime from /proc/PID/stat)",
-		"and wrk's own are read around the run. Ratios are to the bare Node server measured in the same run. Open-loop rows:",
+		"and wrk's own are read around the run. Ratios are to the bare Node server measured in the same run, in turns with the store's",
+		"sold-out runs (bare, store, bare, store...; each figure the run with the median rate), as the machine drifts within minutes. Open-loop rows:",
 		`the load tool's open loop (each claim sent at its scheduled time, latency counted from that time) for ${meta.openSeconds} s.`,
 		"Sales: the load tool, closed loop, with its checks.",
 		"",
@@ -590,8 +634,8 @@ async function main() {
 	const quick = values.quick;
 	const connections = Number(values.connections);
 	const sz: Sizes = quick
-		? { seconds: 1, warmSeconds: 1, buyers: 3000, openSeconds: 1, standIn: 30_000, saleUsers: 2000, saleStock: 50 }
-		: { seconds: 10, warmSeconds: 2, buyers: 120_000, openSeconds: 10, standIn: 300_000, saleUsers: 100_000, saleStock: 1_000 };
+		? { seconds: 1, warmSeconds: 1, buyers: 3000, openSeconds: 1, standIn: 30_000, saleUsers: 2000, saleStock: 50, rounds: 1 }
+		: { seconds: 10, warmSeconds: 2, buyers: 120_000, openSeconds: 10, standIn: 300_000, saleUsers: 100_000, saleStock: 1_000, rounds: 3 };
 	const outDir = values.out ?? (quick ? fs.mkdtempSync(path.join(os.tmpdir(), "dopamine-bench-")) : path.join(__dirname, "..", "..", "bench"));
 	const work = fs.mkdtempSync(path.join(os.tmpdir(), "dopamine-bench-tokens-"));
 	const figs: Figure[] = [];
@@ -604,10 +648,9 @@ async function main() {
 		report(await run());
 	};
 	try {
-		await step("bare Node http", () => bare(sz, work, connections));
 		await step("conditional UPDATE on PostgreSQL", () => naivePg(sz, work, connections));
 		await step("Redis Lua", () => redisLua(sz, work, connections));
-		say("store: sold-out answers, open loop, grants...");
+		say("store: sold-out answers in turns with the bare server, open loop, grants...");
 		await storeRows(sz, work, connections, report);
 		await step("sale, 1 api process", () => storeSale(1, sz.saleUsers, sz.saleStock, connections));
 		await step("sale, 2 api processes", () => storeSale(2, sz.saleUsers, sz.saleStock, connections));
@@ -615,6 +658,8 @@ async function main() {
 		fs.rmSync(work, { recursive: true, force: true });
 	}
 
+	// The bare server first in the table and the chart, as the scale of the rest (measured beside the store's rows).
+	figs.sort((a, b) => Number(b.id === "bare-1") - Number(a.id === "bare-1"));
 	const byId = Object.fromEntries(figs.map(x => [x.id, x]));
 	const tgt = targets(byId);
 	const profileFile = path.join(__dirname, "..", "..", "bench", "PROFILE.md");
