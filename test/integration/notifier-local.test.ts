@@ -70,3 +70,29 @@ it("fails an e-mail with no recipient in the local mailbox, as SMTP would, and k
 	const [row] = await sql<{ last_error: string }>(DB, "SELECT last_error FROM deliveries WHERE dedupe_key = 'nobody-1'");
 	expect(row.last_error).toBe("e-mail without a recipient");
 });
+
+it("takes at most NOTIFIER_MAX_IN_FLIGHT publishes into the log at once, however many come together", async () => {
+	node = await startNode({ ...env, NOTIFIER_MAX_IN_FLIGHT: "3" });
+	// Hold the delivery log, so every intake that starts waits on the lock where it can be counted.
+	locker = new Client({ connectionString: DB });
+	await locker.connect();
+	await locker.query("BEGIN");
+	await locker.query("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE");
+	const published = Promise.all(Array.from({ length: 20 }, (_, i) => publishMessages(node!.broker, [mail(`burst-${i}`)])));
+	const waiting = async () =>
+		(
+			await sql<{ n: number }>(
+				DB,
+				"SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO deliveries%'"
+			)
+		)[0].n;
+	// The fault struck: intakes are held on the lock.
+	await waitFor("intakes held on the lock", async () => (await waiting()) >= 3);
+	// And no more than three of them, however long the other seventeen publishes wait.
+	await sleep(500);
+	expect(await waiting()).toBe(3);
+	await locker.query("COMMIT");
+	await published;
+	const [r] = await sql<{ n: number }>(DB, "SELECT count(*)::int AS n FROM deliveries WHERE dedupe_key LIKE 'burst-%'");
+	expect(r.n).toBe(20);
+});
