@@ -108,14 +108,9 @@ export async function insertDeliveries(db: DataSource, items: NewDelivery[]): Pr
 }
 
 /**
- * Takes up to `limit` due deliveries for this worker: PENDING, due (its retry time came, or its
- * sendAt passed: a scheduled row whose Agenda job was lost is taken `lostJobGraceSeconds` late),
- * and not leased by a live try. Counts the try now, so a crash mid-send still counts it.
- */
-/**
- * The next due deliveries, leased to `worker`. The first test on the due time is implied by the
- * second (which waits out the grace of a scheduled one's job) and is there for the index: the
- * walk of deliveries_due stops at now, however many reminders are scheduled for later.
+ * takeDue's statement, exported for the test that reads its plan. The first test on the due time
+ * is implied by the second (which waits out the grace of a scheduled one's job) and is there for
+ * the index: the walk of deliveries_due stops at now, however many reminders wait for later.
  */
 export const TAKE_DUE_SQL = `UPDATE deliveries d SET attempts = d.attempts + 1, lease_until = now() + make_interval(secs => $3::double precision / 1000),
 	        worker = $1, updated_at = now()
@@ -127,6 +122,11 @@ export const TAKE_DUE_SQL = `UPDATE deliveries d SET attempts = d.attempts + 1, 
 	   ORDER BY coalesce(next_attempt_at, send_at), id LIMIT $2 FOR UPDATE SKIP LOCKED)
 	 RETURNING d.*`;
 
+/**
+ * Takes up to `limit` due deliveries for this worker: PENDING, due (its retry time came, or its
+ * sendAt passed: a scheduled row whose Agenda job was lost is taken `lostJobGraceSeconds` late),
+ * and not leased by a live try. Counts the try now, so a crash mid-send still counts it.
+ */
 export async function takeDue(db: DataSource, worker: string, limit: number, leaseMs: number, lostJobGraceSeconds = 30): Promise<DeliveryRow[]> {
 	return rowsOf<DeliveryRow>(await db.query(TAKE_DUE_SQL, [worker, limit, leaseMs, lostJobGraceSeconds]));
 }

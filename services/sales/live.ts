@@ -175,7 +175,7 @@ export async function liveSnapshot(broker: ServiceBroker, db: DataSource, meter:
 	]);
 
 	const totals = new Map<string, number>();
-	// A node whose metrics call failed answered an empty list: not "no claims", but "unknown".
+	// A node whose metrics call failed (null) is "unknown", not "no claims": the meter carries its last rate.
 	const answered = new Set(metrics.filter(m => m.list !== null).map(m => m.node));
 	const total: Record<string, number> = {};
 	let p99: number | null = null;
