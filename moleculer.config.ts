@@ -3,6 +3,7 @@ import type { Config } from "./config";
 import { channelsMiddleware } from "./lib/channels";
 import { StorePrometheusReporter } from "./lib/metrics-reporter";
 import { LocalFirstStrategy } from "./lib/strategies";
+import { TransportWatch } from "./lib/transport-watch";
 import { StoreValidator } from "./lib/validation";
 import { replCommands } from "./repl";
 
@@ -24,7 +25,13 @@ function cacherOptions(config: Config): BrokerOptions["cacher"] {
 	return { type: "Memory", options: { ttl: config.productCacheTtlSeconds } };
 }
 
+/** nats.js tries to reconnect this often (its default is 2 s): grants resume soon after NATS is back. */
+const NATS_RECONNECT_WAIT_MS = 500;
+
 export function brokerOptions(config: Config): BrokerOptions {
+	// A call that failed for want of NATS, up to a heartbeat timeout and a request timeout after this
+	// node got it back (and a few reconnect waits of the node it called), is the outage's.
+	const transport = new TransportWatch(config.heartbeatTimeoutSeconds * 1000 + config.requestTimeoutMs + 4 * NATS_RECONNECT_WAIT_MS);
 	return {
 		namespace: config.namespace,
 		nodeID: config.nodeId,
@@ -32,7 +39,7 @@ export function brokerOptions(config: Config): BrokerOptions {
 		logLevel: config.logLevel as BrokerOptions["logLevel"],
 
 		transporter: config.transporter
-			? { type: "NATS", options: { url: config.transporter, maxReconnectAttempts: -1 } }
+			? { type: "NATS", options: { url: config.transporter, maxReconnectAttempts: -1, reconnectTimeWait: NATS_RECONNECT_WAIT_MS } }
 			: null,
 		serializer: "JSON",
 
@@ -72,9 +79,10 @@ export function brokerOptions(config: Config): BrokerOptions {
 			// store's own answers do not: a SOLD_OUT is an answer, BUSY is load (opening on it would push
 			// a hot product's load onto the next node), UNAVAILABLE is a database fault every node shares
 			// (opening on it would move products around for nothing), MOVED is a hand-over in progress.
+			// Nor does a call lost while this node's own NATS connection was down: every endpoint shared that.
 			check: (err: Error) => {
 				const { code, type } = err as Errors.MoleculerError;
-				return (typeof code !== "number" || code >= 500) && !STORE_ANSWERS.has(type);
+				return (typeof code !== "number" || code >= 500) && !STORE_ANSWERS.has(type) && !transport.excuses(err);
 			},
 		},
 		bulkhead: { enabled: false },
@@ -87,7 +95,7 @@ export function brokerOptions(config: Config): BrokerOptions {
 		},
 		tracing: { enabled: false },
 		// The notifier's durable channel (JetStream with a TRANSPORTER): any node may publish to it.
-		middlewares: [channelsMiddleware(config)],
+		middlewares: [channelsMiddleware(config), transport.middleware()],
 
 		// The operators' commands (repl/), beside Moleculer's own.
 		replCommands: replCommands as BrokerOptions["replCommands"],

@@ -9,6 +9,8 @@ export const METRICS = {
 	remaining: "dopamine.product.remaining",
 	takeovers: "dopamine.allocator.takeovers.total",
 	commitFailures: "dopamine.allocator.commit.failures.total",
+	transportConnected: "dopamine.transport.connected",
+	failuresExcused: "dopamine.transport.failures.excused.total",
 } as const;
 
 const definitions = [
@@ -18,6 +20,8 @@ const definitions = [
 	{ type: "histogram", name: METRICS.commitSeconds, buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], description: "Batch commit latency" },
 	{ type: "gauge", name: METRICS.remaining, labelNames: ["product"], description: "Free slots per product, as its actor sees them" },
 	{ type: "counter", name: METRICS.takeovers, labelNames: ["product"], description: "Product takeovers (epoch bumps)" },
+	{ type: "gauge", name: METRICS.transportConnected, description: "1 while this node is connected to NATS, 0 while it reconnects" },
+	{ type: "counter", name: METRICS.failuresExcused, description: "Calls timed out or dropped that the circuit breaker did not count: this node's NATS connection was down or just back" },
 	{ type: "counter", name: METRICS.commitFailures, labelNames: ["reason"], description: "Batch commits refused (FENCED, CONFLICT) or failed (ERROR)" },
 ];
 
