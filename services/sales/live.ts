@@ -93,11 +93,12 @@ export async function recentClaimRates(db: DataSource): Promise<Map<string, Reco
  * counter reset) counts from zero. A node whose metrics did not come back this refresh (its call
  * timed out) keeps its last rate, and is measured next time from the last sample it answered:
  * counted as missing, it made the chart dip for one refresh and then spike, its whole total
- * counted as one second's claims.
+ * counted as one second's claims. The running totals are carried the same way.
  */
 export class RateMeter {
 	private samples: { at: number; totals: Map<string, number>; answered: Set<string> }[] = [];
 	private lastByNode = new Map<string, { at: number; rates: Record<string, number> }>();
+	private lastTotals = new Map<string, Map<string, number>>();
 
 	/** `answered`: the nodes whose metrics came back (default: those with a key in `totals`). */
 	rates(totals: Map<string, number>, now: number, answered: Set<string> = new Set([...totals.keys()].map(k => k.split("|")[0]))): Record<string, number> {
@@ -143,6 +144,28 @@ export class RateMeter {
 		for (const k of Object.keys(out)) out[k] = Math.round(out[k] * 10) / 10;
 		return out;
 	}
+
+	/**
+	 * The cluster's running totals by outcome. A node still in the cluster whose metrics call failed
+	 * counts with the totals it last answered (leaving it out made the totals drop for one refresh);
+	 * a node that left takes its counters with it.
+	 */
+	totals(totals: Map<string, number>, answered: Set<string>, listed: string[]): Record<string, number> {
+		const byNode = new Map<string, Map<string, number>>();
+		for (const [key, n] of totals) {
+			const [node, outcome] = key.split("|");
+			if (!byNode.has(node)) byNode.set(node, new Map());
+			byNode.get(node)!.set(outcome, n);
+		}
+		for (const node of answered) this.lastTotals.set(node, byNode.get(node) ?? new Map());
+		const out: Record<string, number> = {};
+		for (const node of listed) {
+			if (!answered.has(node) && !this.lastTotals.has(node)) continue;
+			for (const [outcome, n] of (answered.has(node) ? byNode.get(node) : this.lastTotals.get(node)) ?? []) out[outcome] = (out[outcome] ?? 0) + n;
+		}
+		for (const node of this.lastTotals.keys()) if (!listed.includes(node)) this.lastTotals.delete(node);
+		return out;
+	}
 }
 
 /** Deliveries that finally failed, from the notifier's log (its counters restart with a node); null without a notifier. */
@@ -177,7 +200,6 @@ export async function liveSnapshot(broker: ServiceBroker, db: DataSource, meter:
 	const totals = new Map<string, number>();
 	// A node whose metrics call failed (null) is "unknown", not "no claims": the meter carries its last rate.
 	const answered = new Set(metrics.filter(m => m.list !== null).map(m => m.node));
-	const total: Record<string, number> = {};
 	let p99: number | null = null;
 	let lag: number | null = null;
 	const byStatus: Record<string, number> = {};
@@ -187,7 +209,6 @@ export async function liveSnapshot(broker: ServiceBroker, db: DataSource, meter:
 				for (const v of m.values) {
 					const key = `${node}|${v.labels.outcome}`;
 					totals.set(key, (totals.get(key) ?? 0) + (v.value ?? 0));
-					total[v.labels.outcome] = (total[v.labels.outcome] ?? 0) + (v.value ?? 0);
 				}
 			else if (m.name === "moleculer.request.time")
 				for (const v of m.values) {
@@ -231,7 +252,7 @@ export async function liveSnapshot(broker: ServiceBroker, db: DataSource, meter:
 		at: new Date(now).toISOString(),
 		nodes,
 		allocatorNodes: allocators,
-		claims: { total, perSecond: meter.rates(totals, now, answered) },
+		claims: { total: meter.totals(totals, answered, nodes.map(n => n.id)), perSecond: meter.rates(totals, now, answered) },
 		p99ClaimMs: p99 === null ? null : Math.round((p99 as number) * 100) / 100,
 		notifier: { lag, failed: failedLogged ?? byStatus.FAILED ?? (Object.keys(byStatus).length ? 0 : null), byStatus },
 		products,

@@ -22,6 +22,18 @@ describe("claims per second from the cluster's counters", () => {
 		expect(m.rates(new Map([["a|SOLD_OUT", 300], ["b|SOLD_OUT", 300]]), 3000, both)).toEqual({ SOLD_OUT: 200 });
 	});
 
+	it("keeps a node's running totals through a refresh its metrics did not come back, and drops them when it leaves", () => {
+		const m = new RateMeter();
+		const both = new Set(["a", "b"]);
+		expect(m.totals(new Map([["a|SOLD_OUT", 100], ["b|SOLD_OUT", 50], ["b|GRANTED", 5]]), both, ["a", "b"])).toEqual({ SOLD_OUT: 150, GRANTED: 5 });
+		// b's call timed out: its last totals stand in (leaving it out showed SOLD_OUT 200 and no GRANTED).
+		expect(m.totals(new Map([["a|SOLD_OUT", 200]]), new Set(["a"]), ["a", "b"])).toEqual({ SOLD_OUT: 250, GRANTED: 5 });
+		// b left the cluster: its counters went with it.
+		expect(m.totals(new Map([["a|SOLD_OUT", 300]]), new Set(["a"]), ["a"])).toEqual({ SOLD_OUT: 300 });
+		// A node whose first call failed has no totals yet.
+		expect(m.totals(new Map([["a|SOLD_OUT", 300]]), new Set(["a"]), ["a", "c"])).toEqual({ SOLD_OUT: 300 });
+	});
+
 	it("counts a node whose counter went back (it restarted) from zero, never negative", () => {
 		const m = new RateMeter();
 		m.rates(new Map([["a|SOLD_OUT", 1000]]), 0);
