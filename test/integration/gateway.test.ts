@@ -169,8 +169,6 @@ describe("a gateway that stops", () => {
 			const tookMs = Date.now() - stopCalledAt;
 			polling = false;
 			await Promise.all(pollers);
-			// The fault struck: requests were in flight while the node stopped, and their answers
-			// closed the connection rather than keeping it open for the next one.
 			// The fault struck: requests were in flight while the node stopped. Each was answered, and
 			// not with a 500: the database closed under it, and that is a moment to wait out (503).
 			expect(afterStop.length).toBeGreaterThan(0);
