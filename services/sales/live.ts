@@ -88,6 +88,17 @@ export async function recentClaimRates(db: DataSource): Promise<Map<string, Reco
 	return out;
 }
 
+/** "node|outcome" counts as node -> outcome -> count. */
+function countsByNode(totals: Map<string, number>): Map<string, Map<string, number>> {
+	const byNode = new Map<string, Map<string, number>>();
+	for (const [key, n] of totals) {
+		const [node, outcome] = key.split("|");
+		if (!byNode.has(node)) byNode.set(node, new Map());
+		byNode.get(node)!.set(outcome, n);
+	}
+	return byNode;
+}
+
 /**
  * Claims per second from the cluster's counters: per node and outcome, so a restarted node (its
  * counter reset) counts from zero. A node whose metrics did not come back this refresh (its call
@@ -105,12 +116,7 @@ export class RateMeter {
 		this.samples.push({ at: now, totals, answered });
 		this.samples = this.samples.filter(s => now - s.at <= 5_000);
 		const old = this.samples.filter(s => now - s.at >= 900);
-		const byNode = new Map<string, Map<string, number>>();
-		for (const [key, n] of totals) {
-			const [node, outcome] = key.split("|");
-			if (!byNode.has(node)) byNode.set(node, new Map());
-			byNode.get(node)!.set(outcome, n);
-		}
+		const byNode = countsByNode(totals);
 		const out: Record<string, number> = {};
 		const add = (rates: Record<string, number>) => {
 			for (const [k, v] of Object.entries(rates)) out[k] = (out[k] ?? 0) + v;
@@ -151,18 +157,10 @@ export class RateMeter {
 	 * a node that left takes its counters with it.
 	 */
 	totals(totals: Map<string, number>, answered: Set<string>, listed: string[]): Record<string, number> {
-		const byNode = new Map<string, Map<string, number>>();
-		for (const [key, n] of totals) {
-			const [node, outcome] = key.split("|");
-			if (!byNode.has(node)) byNode.set(node, new Map());
-			byNode.get(node)!.set(outcome, n);
-		}
+		const byNode = countsByNode(totals);
 		for (const node of answered) this.lastTotals.set(node, byNode.get(node) ?? new Map());
 		const out: Record<string, number> = {};
-		for (const node of listed) {
-			if (!answered.has(node) && !this.lastTotals.has(node)) continue;
-			for (const [outcome, n] of (answered.has(node) ? byNode.get(node) : this.lastTotals.get(node)) ?? []) out[outcome] = (out[outcome] ?? 0) + n;
-		}
+		for (const node of listed) for (const [outcome, n] of this.lastTotals.get(node) ?? []) out[outcome] = (out[outcome] ?? 0) + n;
 		for (const node of this.lastTotals.keys()) if (!listed.includes(node)) this.lastTotals.delete(node);
 		return out;
 	}
