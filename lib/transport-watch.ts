@@ -30,10 +30,6 @@ export class TransportWatch {
 	 */
 	constructor(private readonly graceMs: number) {}
 
-	get connected(): boolean {
-		return this.downSince === null;
-	}
-
 	/** True when `err` is a failure this node's own NATS outage explains (the breaker does not count it). */
 	excuses(err: Error, now = Date.now()): boolean {
 		if (!TRANSPORT_FAILURES.has((err as Errors.MoleculerError).type)) return false;
