@@ -1,5 +1,6 @@
 import type { DataSource, QueryRunner } from "typeorm";
 import { isUniqueViolation } from "../../lib/errors";
+import { INDEX_PATHS_ONLY } from "../../lib/sql";
 import type { ActiveSlot, ActorStore, CommitResult, Grant, Loaded, Predecessor } from "./actor";
 
 interface SlotRow {
@@ -13,8 +14,53 @@ interface SlotRow {
 }
 
 /** A product's live units (free, held, paid), one snapshot. */
-const liveUnitsSql = `SELECT id, unit, user_id, status, held_at, expires_at, epoch, seq FROM slots
+export const liveUnitsSql = `SELECT id, unit, user_id, status, held_at, expires_at, epoch, seq FROM slots
 	WHERE product_id = $1 AND status IN ('AVAILABLE', 'HELD', 'PAID')`;
+
+/**
+ * The batch commit, one statement: the fence (a share lock on the product at our epoch, so a
+ * takeover waits for this commit and every commit after it finds the epoch moved), the conditional
+ * grant of each row, and the outbox rows of the "slot granted" messages, sent after the answer.
+ * A pipelined batch also takes a share lock on its predecessor's last slot row: that waits for the
+ * predecessor's transaction and returns the row as it left it, so this batch commits only behind a
+ * predecessor that committed (else `after_ok` is false and it is refused whole). The lock is taken
+ * by id alone: a condition on the status would be judged on this statement's snapshot, from before
+ * the predecessor committed. Parameters: $1 product, $2 epoch, $3 TTL seconds, $4 slot ids,
+ * $5 buyers, $6 seqs, $7-$9 the predecessor's last slot id, epoch and seq (or nulls). Run after
+ * INDEX_PATHS_ONLY: every row is reached by its key, at any batch size.
+ */
+export const grantBatchSql = `WITH fence AS (
+	   SELECT ARRAY(SELECT g::text FROM unnest($5::bigint[]) AS g WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = g)) AS unknown
+	   FROM products p WHERE p.id = $1 AND p.epoch = $2 FOR SHARE OF p
+	 ), locked AS (
+	   -- By id alone: a row the snapshot sees is locked (waiting for the predecessor), then
+	   -- re-read; its status is judged below on the version the lock returned.
+	   SELECT s.status, s.epoch, s.seq FROM slots s WHERE $7::bigint IS NOT NULL AND s.id = $7::bigint FOR SHARE OF s
+	 ), pred AS (
+	   SELECT 1 FROM locked l WHERE l.status IN ('HELD', 'PAID') AND l.epoch = $8::int AND l.seq = $9::bigint
+	 ), granted AS (
+	   UPDATE slots s
+	   SET status = 'HELD', user_id = g.user_id, held_at = now(),
+	       expires_at = now() + make_interval(secs => $3), epoch = $2, seq = g.seq
+	   FROM unnest($4::bigint[], $5::bigint[], $6::bigint[]) AS g(slot_id, user_id, seq)
+	   -- Each row by its primary key. Written plainly, the product and status tests match the
+	   -- slots_free index, which the planner may then scan whole for every batch (27 ms of a
+	   -- 29 ms commit at 58,000 free slots). "IS TRUE" keeps them out of index selection.
+	   WHERE s.id = g.slot_id AND (s.product_id = $1 AND s.status = 'AVAILABLE') IS TRUE
+	     AND EXISTS (SELECT 1 FROM fence WHERE cardinality(fence.unknown) = 0)
+	     AND ($7::bigint IS NULL OR EXISTS (SELECT 1 FROM pred))
+	   RETURNING s.id, s.held_at, s.expires_at
+	 ), outboxed AS (
+	   INSERT INTO outbox (topic, slot_id) SELECT 'slot.granted', id FROM granted RETURNING 1
+	 )
+	 SELECT EXISTS (SELECT 1 FROM fence) AS fenced,
+	        ($7::bigint IS NULL OR EXISTS (SELECT 1 FROM pred)) AS after_ok,
+	        (SELECT unknown FROM fence) AS unknown,
+	        (SELECT json_agg(json_build_array(id::text, held_at, expires_at)) FROM granted) AS granted,
+	        (SELECT count(*) FROM outboxed) AS outboxed`;
+
+/** Free units of a product, by the slots_free index. */
+export const countFreeSql = `SELECT count(*)::int AS n FROM slots WHERE product_id = $1 AND status = 'AVAILABLE'`;
 
 /**
  * The actor's store on PostgreSQL. The epoch is the fence: a takeover bumps it, and every batch
@@ -29,6 +75,7 @@ export class PgActorStore implements ActorStore {
 		await q.connect();
 		try {
 			await q.startTransaction();
+			await q.query(INDEX_PATHS_ONLY);
 			const out = await work(q);
 			if (q.isTransactionActive) await q.commitTransaction();
 			return out;
@@ -69,45 +116,8 @@ export class PgActorStore implements ActorStore {
 	async commit(productId: string, epoch: number, grants: Grant[], after?: Predecessor, locked?: () => void): Promise<CommitResult> {
 		try {
 			return await this.inTransaction(async q => {
-				// One statement: the fence (a share lock on the product at our epoch, so a takeover waits
-				// for this commit and every commit after it finds the epoch moved), the conditional grant
-				// of each row, and the outbox rows of the "slot granted" messages, sent after the answer.
-				// A pipelined batch also takes a share lock on its predecessor's last slot row: that waits
-				// for the predecessor's transaction and returns the row as it left it, so this batch
-				// commits only behind a predecessor that committed (else `after_ok` is false and it is
-				// refused whole). The lock is taken by id alone: a condition on the status would be
-				// judged on this statement's snapshot, from before the predecessor committed.
 				const [r]: { fenced: boolean; after_ok: boolean; unknown: string[] | null; granted: [string, string, string][] | null }[] = await q.query(
-					`WITH fence AS (
-					   SELECT ARRAY(SELECT g::text FROM unnest($5::bigint[]) AS g WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = g)) AS unknown
-					   FROM products p WHERE p.id = $1 AND p.epoch = $2 FOR SHARE OF p
-					 ), locked AS (
-					   -- By id alone: a row the snapshot sees is locked (waiting for the predecessor), then
-					   -- re-read; its status is judged below on the version the lock returned.
-					   SELECT s.status, s.epoch, s.seq FROM slots s WHERE $7::bigint IS NOT NULL AND s.id = $7::bigint FOR SHARE OF s
-					 ), pred AS (
-					   SELECT 1 FROM locked l WHERE l.status IN ('HELD', 'PAID') AND l.epoch = $8::int AND l.seq = $9::bigint
-					 ), granted AS (
-					   UPDATE slots s
-					   SET status = 'HELD', user_id = g.user_id, held_at = now(),
-					       expires_at = now() + make_interval(secs => $3), epoch = $2, seq = g.seq
-					   FROM unnest($4::bigint[], $5::bigint[], $6::bigint[]) AS g(slot_id, user_id, seq)
-					   -- Each row by its primary key. Written plainly, the product and status tests match the
-					   -- slots_free index, and with the statistics of a product created minutes ago (one row
-					   -- estimated) the planner hashes every free slot of the product on each commit: 27 ms of
-					   -- a 29 ms commit at 58,000 free slots. "IS TRUE" keeps them out of index selection.
-					   WHERE s.id = g.slot_id AND (s.product_id = $1 AND s.status = 'AVAILABLE') IS TRUE
-					     AND EXISTS (SELECT 1 FROM fence WHERE cardinality(fence.unknown) = 0)
-					     AND ($7::bigint IS NULL OR EXISTS (SELECT 1 FROM pred))
-					   RETURNING s.id, s.held_at, s.expires_at
-					 ), outboxed AS (
-					   INSERT INTO outbox (topic, slot_id) SELECT 'slot.granted', id FROM granted RETURNING 1
-					 )
-					 SELECT EXISTS (SELECT 1 FROM fence) AS fenced,
-					        ($7::bigint IS NULL OR EXISTS (SELECT 1 FROM pred)) AS after_ok,
-					        (SELECT unknown FROM fence) AS unknown,
-					        (SELECT json_agg(json_build_array(id::text, held_at, expires_at)) FROM granted) AS granted,
-					        (SELECT count(*) FROM outboxed) AS outboxed`,
+					grantBatchSql,
 					[productId, epoch, this.slotTtlSeconds, grants.map(g => g.slotId), grants.map(g => g.userId), grants.map(g => g.seq), after?.slotId ?? null, after?.epoch ?? null, after?.seq ?? null]
 				);
 				if (!r.fenced) {
@@ -140,8 +150,7 @@ export class PgActorStore implements ActorStore {
 	}
 
 	async countFree(productId: string): Promise<number> {
-		const [row] = await this.ds.query(`SELECT count(*)::int AS n FROM slots WHERE product_id = $1 AND status = 'AVAILABLE'`, [productId]);
-		return row.n;
+		return this.inTransaction(async q => (await q.query(countFreeSql, [productId]))[0].n);
 	}
 }
 
