@@ -26,3 +26,11 @@ export function isId(value: unknown): value is string {
  * (test/integration/plans.test.ts pins it at production sizes).
  */
 export const INDEX_PATHS_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
+/** One read under INDEX_PATHS_ONLY (its own short transaction): for the reports' reads of a product's rows. */
+export function queryIndexed<T>(db: { transaction<R>(work: (em: { query(text: string, params?: unknown[]): Promise<any> }) => Promise<R>): Promise<R> }, text: string, params: unknown[] = []): Promise<T[]> {
+	return db.transaction(async em => {
+		await em.query(INDEX_PATHS_ONLY);
+		return em.query(text, params);
+	});
+}

@@ -6,12 +6,12 @@ import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import { buyerMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { notFound, refusedForNow, unauthorized, unavailable } from "../lib/errors";
-import { isId } from "../lib/sql";
+import { INDEX_PATHS_ONLY, isId } from "../lib/sql";
 import { availableNodes } from "../lib/registry";
 import { ownerOf } from "../lib/strategies/rendezvous";
 import { ensureStoreMetrics, METRICS } from "../lib/store-metrics";
 import { ActiveSlot, ActorStore, Answer, ClaimRefused, DEFAULT_ACTOR_OPTIONS, ProductActor, SoldOutFlag } from "./allocator/actor";
-import { PgActorStore, productExists, pruneSentOutbox } from "./allocator/pg-store";
+import { outboxLeftPendingSql, outboxOfSlotsSql, PgActorStore, productExists, pruneSentOutbox } from "./allocator/pg-store";
 import { ClaimStats } from "./allocator/claim-stats";
 import { PRODUCT_CHANGED, ProductChanged, SLOT_PAID, SlotPaid, SLOTS_GRANTED, SlotsGranted, SOLD_OUT_FLAG, WireAnswer, WireSlot } from "../contracts";
 
@@ -292,13 +292,9 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 		async drainOutbox(this: AllocatorThis, slotIds: string[] | null): Promise<number> {
 			if (!this.db?.isInitialized) return 0;
 			return this.db.transaction(async em => {
+				await em.query(INDEX_PATHS_ONLY);
 				const rows: { id: string; email: string; login_id: string; name: string; expires_at: Date; slot_id: string; product_id: string }[] = await em.query(
-					`SELECT o.id, o.slot_id, u.email, u.login_id, p.name, s.expires_at, p.id AS product_id
-					 FROM outbox o JOIN slots s ON s.id = o.slot_id JOIN users u ON u.id = s.user_id JOIN products p ON p.id = s.product_id
-					 WHERE o.done_at IS NULL AND o.topic = 'slot.granted'
-					   AND ${slotIds ? "o.slot_id = ANY($1::bigint[])" : "o.created_at < now() - make_interval(secs => $1)"}
-					 ORDER BY o.id LIMIT 1000
-					 FOR UPDATE OF o SKIP LOCKED`,
+					slotIds ? outboxOfSlotsSql : outboxLeftPendingSql,
 					[slotIds ?? OUTBOX_SWEEP_MS / 1000]
 				);
 				// One publish for the whole drained batch; marked done only once it was accepted.

@@ -59,6 +59,19 @@ export const grantBatchSql = `WITH fence AS (
 	        (SELECT json_agg(json_build_array(id::text, held_at, expires_at)) FROM granted) AS granted,
 	        (SELECT count(*) FROM outboxed) AS outboxed`;
 
+/**
+ * The "slot granted" messages to send: those of the given slots ($1 ids) right after their commit,
+ * or (the sweep) any left pending longer than $1 seconds by a crash. Locked while sent (SKIP
+ * LOCKED: two nodes never send the same one).
+ */
+const pendingOutbox = (where: string) => `SELECT o.id, o.slot_id, u.email, u.login_id, p.name, s.expires_at, p.id AS product_id
+	 FROM outbox o JOIN slots s ON s.id = o.slot_id JOIN users u ON u.id = s.user_id JOIN products p ON p.id = s.product_id
+	 WHERE o.done_at IS NULL AND o.topic = 'slot.granted' AND ${where}
+	 ORDER BY o.id LIMIT 1000
+	 FOR UPDATE OF o SKIP LOCKED`;
+export const outboxOfSlotsSql = pendingOutbox("o.slot_id = ANY($1::bigint[])");
+export const outboxLeftPendingSql = pendingOutbox("o.created_at < now() - make_interval(secs => $1)");
+
 /** Free units of a product, by the slots_free index. */
 export const countFreeSql = `SELECT count(*)::int AS n FROM slots WHERE product_id = $1 AND status = 'AVAILABLE'`;
 

@@ -1,5 +1,6 @@
 import type { ServiceBroker } from "moleculer";
 import type { DataSource } from "typeorm";
+import { queryIndexed } from "../../lib/sql";
 import { availableNodes } from "../../lib/registry";
 import { METRICS } from "../../lib/store-metrics";
 import { ownerOf } from "../../lib/strategies/rendezvous";
@@ -58,18 +59,23 @@ export const NOTIFIER_METRICS = {
 	deliveries: ["dopamine.notifier.deliveries.total"],
 };
 
-/** Products on today's sales (opening within a day either side of now), with their row counts. */
+/**
+ * Products on today's sales (opening within a day either side of now), with their row counts: the
+ * live rows by slots_live_unit, the expired ones by slots_expired_by_product, per product (never a
+ * scan of every product's slots: test/integration/plans.test.ts).
+ */
+export const saleCountsSql = `SELECT p.id, p.name, p.stock, p.sale_at, p.epoch, live.available, live.held, live.paid,
+	        (SELECT count(*)::int FROM slots e WHERE e.product_id = p.id AND e.status = 'EXPIRED') AS expired
+	 FROM products p CROSS JOIN LATERAL (
+	   SELECT count(*) FILTER (WHERE s.status = 'AVAILABLE')::int AS available,
+	          count(*) FILTER (WHERE s.status = 'HELD')::int AS held,
+	          count(*) FILTER (WHERE s.status = 'PAID')::int AS paid
+	   FROM slots s WHERE s.product_id = p.id AND s.status <> 'EXPIRED') live
+	 WHERE p.sale_at BETWEEN now() - interval '1 day' AND now() + interval '1 day'
+	 ORDER BY p.sale_at, p.id LIMIT 100`;
+
 export function saleCounts(db: DataSource): Promise<{ id: string; name: string; stock: number; sale_at: Date; epoch: number; available: number; held: number; paid: number; expired: number }[]> {
-	return db.query(
-		`SELECT p.id, p.name, p.stock, p.sale_at, p.epoch,
-		        count(s.id) FILTER (WHERE s.status = 'AVAILABLE')::int AS available,
-		        count(s.id) FILTER (WHERE s.status = 'HELD')::int AS held,
-		        count(s.id) FILTER (WHERE s.status = 'PAID')::int AS paid,
-		        count(s.id) FILTER (WHERE s.status = 'EXPIRED')::int AS expired
-		 FROM products p LEFT JOIN slots s ON s.product_id = p.id
-		 WHERE p.sale_at BETWEEN now() - interval '1 day' AND now() + interval '1 day'
-		 GROUP BY p.id ORDER BY p.sale_at, p.id LIMIT 100`
-	);
+	return queryIndexed(db, saleCountsSql);
 }
 
 /** Per product, claims per second over the last two complete seconds the recorder has written. */

@@ -1,4 +1,5 @@
 import type { DataSource } from "typeorm";
+import { queryIndexed } from "../../lib/sql";
 import { checkGrants, EpochFact, GrantCheck, GrantRow } from "../../lib/order-check";
 
 /**
@@ -79,21 +80,29 @@ interface GrantDbRow {
 	payment: string | null;
 }
 
-/** Every slot row that was ever granted (HELD, PAID, EXPIRED), in (epoch, seq) order. */
+/**
+ * Every slot row that was ever granted (HELD, PAID, EXPIRED), in (epoch, seq) order. The live ones
+ * by slots_one_active_per_buyer, the expired ones by slots_expired_by_product: never a scan of
+ * every product's slots (test/integration/plans.test.ts).
+ */
+export const grantRowsSql = `SELECT s.id, s.unit, s.status, s.user_id, u.login_id, s.epoch, s.seq, s.held_at, s.paid_at, s.expired_at,
+	        (SELECT p.status FROM payments p WHERE p.slot_id = s.id
+	         ORDER BY (p.status = 'SUCCESS') DESC, p.id DESC LIMIT 1) AS payment
+	 FROM (SELECT * FROM slots WHERE product_id = $1 AND status IN ('HELD', 'PAID')
+	       UNION ALL
+	       SELECT * FROM slots WHERE product_id = $1 AND status = 'EXPIRED') s
+	 LEFT JOIN users u ON u.id = s.user_id
+	 ORDER BY s.epoch NULLS LAST, s.seq NULLS LAST, s.id`;
+
 export function grantRows(db: DataSource, productId: string): Promise<GrantDbRow[]> {
-	return db.query(
-		`SELECT s.id, s.unit, s.status, s.user_id, u.login_id, s.epoch, s.seq, s.held_at, s.paid_at, s.expired_at,
-		        (SELECT p.status FROM payments p WHERE p.slot_id = s.id
-		         ORDER BY (p.status = 'SUCCESS') DESC, p.id DESC LIMIT 1) AS payment
-		 FROM slots s LEFT JOIN users u ON u.id = s.user_id
-		 WHERE s.product_id = $1 AND s.status <> 'AVAILABLE'
-		 ORDER BY s.epoch NULLS LAST, s.seq NULLS LAST, s.id`,
-		[productId]
-	);
+	return queryIndexed<GrantDbRow>(db, grantRowsSql, [productId]);
 }
 
+/** Free units of a product, by the slots_free index. */
+export const availableCountSql = `SELECT count(*)::int AS n FROM slots WHERE product_id = $1 AND status = 'AVAILABLE'`;
+
 export async function availableCount(db: DataSource, productId: string): Promise<number> {
-	const [r]: { n: number }[] = await db.query(`SELECT count(*)::int AS n FROM slots WHERE product_id = $1 AND status = 'AVAILABLE'`, [productId]);
+	const [r] = await queryIndexed<{ n: number }>(db, availableCountSql, [productId]);
 	return r.n;
 }
 
