@@ -111,7 +111,7 @@ async function withDatabase<T>(work: (url: string) => Promise<T>): Promise<T> {
 	}
 }
 
-async function startServer(file: string, env: Record<string, string>): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+export async function startServer(file: string, env: Record<string, string>): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
 	const port = await freePort();
 	const p: ChildProcess = spawn(process.execPath, [path.join(SERVERS, file)], { env: { PATH: process.env.PATH ?? "", ...env, PORT: String(port) }, stdio: ["ignore", "ignore", "inherit"] });
 	const url = `http://127.0.0.1:${port}`;
@@ -134,7 +134,7 @@ async function startServer(file: string, env: Record<string, string>): Promise<{
  * the usual builds refuse a buyer's second claim.
  */
 let standIn: string | null = null;
-function standInTokens(dir: string, lines = 300_000): string {
+export function standInTokens(dir: string, lines = 300_000): string {
 	if (standIn && fs.existsSync(standIn)) return standIn;
 	const secret = randomBytes(32).toString("hex");
 	const some = Array.from({ length: 1000 }, (_, i) => signAccessToken(secret, { sub: String(100_000 + i), role: "buyer" }, 3600));
