@@ -1,12 +1,14 @@
 /**
  * The sale's order check (DESIGN.md), over the answers a client received: within one epoch no
- * claim answered SOLD_OUT has a lower seq than a claim answered GRANTED, and (epoch, seq) never
- * repeats. Answers without an epoch (the gateways' local answers, BUSY) carry no place in line.
+ * claim answered SOLD_OUT has a lower seq than a claim answered GRANTED, and (epoch, seq) names
+ * one buyer's place in line, never two buyers'. Answers without an epoch (the gateways' local answers, BUSY) carry no place in line.
  */
 export interface ObservedAnswer {
 	type: string; // GRANTED, SOLD_OUT, ALREADY_HOLDING, SALE_NOT_OPEN, ...
 	epoch?: number;
 	seq?: number;
+	/** Who sent the claim, when the client knows: a buyer's repeated claims share one place. */
+	buyer?: string;
 }
 
 export interface OrderCheck {
@@ -25,18 +27,30 @@ export function checkOrder(answers: ObservedAnswer[]): OrderCheck {
 	}
 	const problems: string[] = [];
 	for (const [epoch, list] of byEpoch) {
-		const seen = new Set<number>();
+		const seen = new Map<number, ObservedAnswer>();
 		let maxGranted = -Infinity;
 		let minSoldOut = Infinity;
 		for (const a of list) {
-			if (seen.has(a.seq!)) problems.push(`epoch ${epoch}: seq ${a.seq} answered twice`);
-			seen.add(a.seq!);
+			const prev = seen.get(a.seq!);
+			if (prev && !samePlace(prev, a)) problems.push(`epoch ${epoch}: seq ${a.seq} answered twice`);
+			seen.set(a.seq!, a);
 			if (a.type === "GRANTED") maxGranted = Math.max(maxGranted, a.seq!);
 			if (a.type === "SOLD_OUT") minSoldOut = Math.min(minSoldOut, a.seq!);
 		}
 		if (minSoldOut < maxGranted) problems.push(`epoch ${epoch}: SOLD_OUT at seq ${minSoldOut} before GRANTED at seq ${maxGranted}`);
 	}
 	return { ok: problems.length === 0, epochs: byEpoch.size, problems };
+}
+
+/**
+ * One buyer's place in line may be answered more than once: the claims a buyer sent while one was
+ * undecided share its answer, and a holder's repeat claim is answered ALREADY_HOLDING with the
+ * grant's own place. Two buyers never share one.
+ */
+function samePlace(a: ObservedAnswer, b: ObservedAnswer): boolean {
+	if (a.buyer !== undefined && b.buyer !== undefined) return a.buyer === b.buyer;
+	const holding = (x: ObservedAnswer) => x.type === "GRANTED" || x.type === "ALREADY_HOLDING";
+	return a.type === b.type || (holding(a) && holding(b));
 }
 
 /** An answer as the HTTP API gives it: 201 {slot} or an error body with `type` and `data`. */
@@ -86,7 +100,8 @@ export function checkGrants(grants: GrantRow[], facts: EpochFact[]): GrantCheck 
 			problems.push(`slot ${g.slotId} was granted to buyer ${g.userId} without a place in line (no epoch/seq)`);
 			continue;
 		}
-		answers.push({ type: "GRANTED", epoch: g.epoch, seq: g.seq });
+		// Each slot row is a grant of its own: two rows at one place are two grants, whoever holds them.
+		answers.push({ type: "GRANTED", epoch: g.epoch, seq: g.seq, buyer: `slot ${g.slotId}` });
 		const key = `${g.epoch}|${g.userId}`;
 		const earlier = grantedInEpoch.get(key);
 		if (earlier) problems.push(`epoch ${g.epoch}: buyer ${g.userId} was granted twice (slots ${earlier} and ${g.slotId})`);

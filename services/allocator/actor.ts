@@ -157,6 +157,8 @@ interface Claim {
 	slot?: FreeSlot;
 	/** Later claims of the same buyer, waiting for this one's grant. */
 	followers?: Claim[];
+	/** The same buyer's claims that arrived while this one was undecided: no seq, no queue space, this one's answer. */
+	twins?: { resolve(a: Answer): void; reject(e: Error): void }[];
 	resolve(a: Answer): void;
 	reject(e: Error): void;
 }
@@ -193,6 +195,8 @@ export class ProductActor {
 	private redo: Claim[] = [];
 	private stepDown = false;
 	private pendingByUser = new Map<string, Claim>();
+	/** Each buyer's claim taken and not yet answered: a second claim of theirs joins it at the door (one place in line per buyer). */
+	private undecided = new Map<string, Claim>();
 	private batchTimer = false;
 	private reloadWanted = false;
 	private flagVersion = 0;
@@ -232,12 +236,22 @@ export class ProductActor {
 	claim(userId: string): Promise<Answer> {
 		if (this.phase === "gone") return Promise.reject(new ClaimRefused("NOT_FOUND", "Product not found"));
 		if (this.phase === "retired") return Promise.reject(movedAway());
+		// One place in line per buyer: a second claim (another tab, a re-sent request) while the
+		// first is undecided takes no seq and no queue space, and gets the first one's answer.
+		const first = this.undecided.get(userId);
+		if (first) return new Promise<Answer>((resolve, reject) => (first.twins ??= []).push({ resolve, reject }));
+		// A buyer who holds a live slot is answered with it, and its own place in line, at the door.
+		const held = this.phase === "ready" && !this.reloadWanted ? this.holders.get(userId) : undefined;
+		if (held && (held.status === "PAID" || held.expiresAt.getTime() > this.clock.now()))
+			return Promise.resolve({ outcome: "ALREADY_HOLDING", epoch: held.epoch, seq: held.seq, slot: held });
 		if (this.depth >= this.opts.queueLimit) {
 			this.hooks.answered?.("BUSY");
 			return Promise.reject(new ClaimRefused("BUSY", "Too many claims waiting for this product; try again shortly"));
 		}
 		return new Promise<Answer>((resolve, reject) => {
-			this.queue.push({ userId, seq: ++this.seq, arrival: ++this.arrivals, resolve, reject });
+			const c: Claim = { userId, seq: ++this.seq, arrival: ++this.arrivals, resolve, reject };
+			this.undecided.set(userId, c);
+			this.queue.push(c);
 			this.pump();
 		});
 	}
@@ -515,12 +529,16 @@ export class ProductActor {
 
 	private answer(c: Claim, a: Answer): void {
 		this.hooks.answered?.(a.outcome, a.epoch, a.seq);
+		if (this.undecided.get(c.userId) === c) this.undecided.delete(c.userId);
 		c.resolve(a);
+		for (const t of c.twins ?? []) t.resolve(a);
 	}
 
 	private fail(c: Claim, e: ClaimRefused): void {
 		this.hooks.answered?.(e.reason);
+		if (this.undecided.get(c.userId) === c) this.undecided.delete(c.userId);
 		c.reject(e);
+		for (const t of c.twins ?? []) t.reject(e);
 	}
 
 	/** Fails everything not yet decided (a batch being committed is answered by its commit). */

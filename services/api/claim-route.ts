@@ -38,6 +38,8 @@ const METRICS_FLUSH_MS = 1000;
 export class ClaimRoute {
 	private readonly counted: Record<LocalOutcome, number> = { RATE_LIMITED: 0, SALE_NOT_OPEN: 0, SOLD_OUT: 0 };
 	private flushTimer: NodeJS.Timeout | null = null;
+	/** Each buyer's claim in flight from this gateway, by product: a second one rides on it (no second hop, no second place in line). */
+	private readonly inFlight = new Map<string, Promise<WireAnswer>>();
 
 	constructor(
 		private readonly broker: ServiceBroker,
@@ -105,7 +107,15 @@ export class ClaimRoute {
 	private async ask(res: ServerResponse, productId: string, userId: string): Promise<void> {
 		let a: WireAnswer;
 		try {
-			a = await this.broker.call("allocator.claim", { productId, userId });
+			const key = `${productId}|${userId}`;
+			let call = this.inFlight.get(key);
+			if (!call) {
+				call = this.broker.call<WireAnswer, { productId: string; userId: string }>("allocator.claim", { productId, userId });
+				this.inFlight.set(key, call);
+				const done = () => void this.inFlight.delete(key);
+				call.then(done, done);
+			}
+			a = await call;
 		} catch (err) {
 			// The owner died or timed out and the retries ran out: not a bug, a moment to wait out.
 			const e = err as ErrorLike;

@@ -362,12 +362,18 @@ async function simulate(seed: number, o: SimOptions = {}): Promise<SimDb> {
 		expect(db.rows.find(x => x.id === r.answer!.slot!.id)!.userId).toBe(r.userId);
 	}
 
-	// (epoch, seq) is unique per answer; within an epoch no SOLD_OUT has a lower seq than a GRANTED.
+	// (epoch, seq) names one buyer's place in line: a buyer's claims sent while one was undecided
+	// share its answer, never another buyer's. Within an epoch no SOLD_OUT has a lower seq than a GRANTED.
 	const byEpoch = new Map<number, Answer[]>();
-	for (const r of records) if (r.answer) byEpoch.set(r.answer.epoch, [...(byEpoch.get(r.answer.epoch) ?? []), r.answer]);
+	const placeOwner = new Map<string, string>();
+	for (const r of records) {
+		if (!r.answer) continue;
+		byEpoch.set(r.answer.epoch, [...(byEpoch.get(r.answer.epoch) ?? []), r.answer]);
+		const place = `${r.answer.epoch}/${r.answer.seq}`;
+		expect(placeOwner.get(place) ?? r.userId).toBe(r.userId);
+		placeOwner.set(place, r.userId);
+	}
 	for (const [epoch, answers] of byEpoch) {
-		const seqs = answers.map(a => a.seq);
-		expect(new Set(seqs).size).toBe(seqs.length);
 		const maxGranted = Math.max(-1, ...answers.filter(a => a.outcome === "GRANTED").map(a => a.seq));
 		const firstSoldOut = Math.min(Infinity, ...answers.filter(a => a.outcome === "SOLD_OUT").map(a => a.seq));
 		if (firstSoldOut < maxGranted) throw new Error(`order broken in epoch ${epoch}: SOLD_OUT seq ${firstSoldOut} < GRANTED seq ${maxGranted}`);
