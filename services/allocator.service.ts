@@ -136,11 +136,13 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 
 	events: {
 		[PRODUCT_CHANGED](this: AllocatorThis, ctx: Context<ProductChanged>) {
-			// Stock, schedule or existence changed: the actor takes the product over again before its next decision.
+			// Existence changed, or units came back: the actor takes the product over again before its next decision.
 			this.known.delete(ctx.params.id);
 			const actor = this.actors.get(ctx.params.id);
 			if (ctx.params.deleted && actor?.idle) this.releaseActor(ctx.params.id);
-			else actor?.invalidate();
+			else if (ctx.params.deleted || ctx.params.reclaimed || ctx.params.stock === undefined) actor?.invalidate();
+			// Stock or schedule only: the running actor reads what was added (issue 20, point 4).
+			else actor?.changed();
 		},
 		[SLOT_PAID](this: AllocatorThis, ctx: Context<SlotPaid>) {
 			if (ctx.params.productId) this.actors.get(ctx.params.productId)?.markPaid(ctx.params.slotId);
@@ -189,6 +191,7 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 						metrics.increment(METRICS.takeovers, { product: productId });
 						this.logger.info(`Took product ${productId} over at epoch ${epoch}.`);
 					},
+					read: units => metrics.increment(METRICS.unitsRead, {}, units),
 					commitFailed: reason => metrics.increment(METRICS.commitFailures, { reason }),
 					answered: (outcome, epoch, seq) => {
 						metrics.increment(METRICS.claims, { outcome, source: "allocator" });

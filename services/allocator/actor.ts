@@ -97,6 +97,13 @@ export interface ActorStore {
 	 */
 	commit(productId: string, epoch: number, grants: Grant[], after?: Predecessor, locked?: () => void): Promise<CommitResult>;
 	countFree(productId: string): Promise<number>;
+	/**
+	 * Stock or schedule changed, nothing else: bump the epoch from `epoch` (null when it moved, or
+	 * the product is gone), and read the stock, the sale time and the free units with an id above
+	 * `sinceId` (the units a stock raise added), not every unit. Optional: an actor whose store has
+	 * none takes the product over.
+	 */
+	refresh?(productId: string, epoch: number, sinceId: bigint): Promise<{ epoch: number; stock: number; saleAt: Date; added: FreeSlot[] } | null>;
 }
 
 export interface ActorClock {
@@ -112,6 +119,8 @@ export interface ActorHooks {
 	flag?(flag: SoldOutFlag): void;
 	/** The actor took the product over (a new epoch). */
 	tookOver?(epoch: number): void;
+	/** Slot rows read: every live unit at a takeover, the added ones when a stock change is read in. */
+	read?(units: number): void;
 	commitFailed?(reason: "FENCED" | "CONFLICT" | "ERROR"): void;
 	/** Every answer and refusal; answers carry their place in line (epoch, seq). */
 	answered?(outcome: Outcome | ClaimRefused["reason"], epoch?: number, seq?: number): void;
@@ -146,6 +155,9 @@ export class ClaimRefused extends Error {
 		this.name = "ClaimRefused";
 	}
 }
+
+/** Slot ids are bigint identities in PostgreSQL; a store with other ids (the simulation's) reads as 0. */
+const slotIdNumber = (id: string): bigint => (/^[0-9]{1,19}$/.test(id) ? BigInt(id) : 0n);
 
 const movedAway = () => new ClaimRefused("MOVED", "This product's sale moved to another node; try again");
 
@@ -199,6 +211,10 @@ export class ProductActor {
 	private undecided = new Map<string, Claim>();
 	private batchTimer = false;
 	private reloadWanted = false;
+	/** A stock or schedule change to read in (only what was added) at the next pause between commits. */
+	private refreshWanted = false;
+	/** The highest slot id this actor has read: a stock raise adds rows above it. */
+	private maxSlotId = 0n;
 	private flagVersion = 0;
 	private soldOut = false;
 	private lastFlagAt = -Infinity;
@@ -263,6 +279,52 @@ export class ProductActor {
 		this.pump();
 	}
 
+	/**
+	 * Stock or schedule changed, and nothing else (no reclaim, no deletion). Like a takeover it
+	 * waits for the batches in flight and starts a new epoch (so the order check still reads
+	 * "within an epoch, no stock came back"), but it reads only the units added since this actor
+	 * last read, not every unit: a 100,000-unit product re-read whole at each change stalled its
+	 * claims. What it cannot account for (stock lowered, a unit that came back) falls back to a
+	 * full takeover: free + taken must equal the new stock, as always.
+	 */
+	changed(): void {
+		if (this.isGone) return;
+		if (!this.store.refresh) return this.invalidate();
+		this.refreshWanted = true;
+		this.pump();
+	}
+
+	private async refresh(): Promise<void> {
+		this.phase = "loading";
+		this.refreshWanted = false;
+		let r: Awaited<ReturnType<NonNullable<ActorStore["refresh"]>>>;
+		try {
+			r = await this.store.refresh!(this.productId, this.epoch, this.maxSlotId);
+		} catch {
+			r = null;
+		}
+		this.phase = "ready";
+		if (!r) return this.invalidate(); // fenced, gone or failed: a full takeover sorts it out
+		const known = new Set(this.free.map(f => f.id));
+		const added = r.added.filter(a => !known.has(a.id));
+		const taken = this.stock - this.free.length; // held and paid (nothing is in flight): free + taken = stock
+		this.epoch = r.epoch;
+		this.hooks.read?.(r.added.length);
+		if (taken + this.free.length + added.length !== r.stock) return this.invalidate();
+		for (const a of added) if (slotIdNumber(a.id) > this.maxSlotId) this.maxSlotId = slotIdNumber(a.id);
+		if (added.length) this.free = [...this.free, ...added].sort((x, y) => y.unit - x.unit);
+		this.stock = r.stock;
+		this.saleAt = r.saleAt;
+		// Claims still waiting get their numbers in the new epoch, in arrival order.
+		this.seq = 0;
+		for (const c of this.queue) c.seq = ++this.seq;
+		this.hooks.tookOver?.(this.epoch);
+		this.soldOut = this.free.length === 0 && this.clock.now() >= this.saleAt.getTime();
+		this.flagVersion += 1;
+		this.publishFlag();
+		this.pump();
+	}
+
 	/** A held slot was paid: a repeat claim now answers ALREADY_HOLDING with the PAID slot. */
 	markPaid(slotId: string): void {
 		for (const [userId, slot] of this.holders)
@@ -302,6 +364,10 @@ export class ProductActor {
 			// Reload only between commits: in-flight grants are decided on the state they saw.
 			if (this.inFlight.length || this.open.length) return this.flushSoon();
 			return void this.load();
+		}
+		if (this.refreshWanted) {
+			if (this.inFlight.length || this.open.length) return this.flushSoon();
+			return void this.refresh();
 		}
 		const now = this.clock.now();
 		while (this.queue.length) {
@@ -492,6 +558,7 @@ export class ProductActor {
 		if (this.phase === "loading" || this.isGone) return;
 		this.phase = "loading";
 		this.reloadWanted = false;
+		this.refreshWanted = false;
 		let loaded: Loaded | null;
 		try {
 			loaded = await this.store.takeOver(this.productId);
@@ -509,10 +576,13 @@ export class ProductActor {
 			return this.failAll(new ClaimRefused("NOT_FOUND", "Product not found"));
 		}
 		this.epoch = loaded.epoch;
+		this.hooks.read?.(loaded.free.length + loaded.active.length);
 		this.stock = loaded.stock;
 		this.saleAt = loaded.saleAt;
 		this.free = [...loaded.free].sort((a, b) => b.unit - a.unit);
 		this.holders = new Map(loaded.active.map(s => [s.userId, s]));
+		this.maxSlotId = 0n;
+		for (const x of [...loaded.free, ...loaded.active]) if (slotIdNumber(x.id) > this.maxSlotId) this.maxSlotId = slotIdNumber(x.id);
 		this.pendingByUser.clear();
 		// Claims still waiting get their numbers in the new epoch, in arrival order.
 		this.seq = 0;

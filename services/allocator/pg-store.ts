@@ -72,6 +72,12 @@ const pendingOutbox = (where: string) => `SELECT o.id, o.slot_id, u.email, u.log
 export const outboxOfSlotsSql = pendingOutbox("o.slot_id = ANY($1::bigint[])");
 export const outboxLeftPendingSql = pendingOutbox("o.created_at < now() - make_interval(secs => $1)");
 
+/** The owner's next epoch, only from its own: nothing when another node took the product over. */
+export const ownEpochBumpSql = `UPDATE products SET epoch = epoch + 1 WHERE id = $1 AND epoch = $2 RETURNING epoch, stock, sale_at`;
+
+/** A product's free units above a slot id: the ones a stock raise added. */
+export const freeUnitsAboveSql = `SELECT id, unit FROM slots WHERE id > $2::bigint AND product_id = $1 AND status = 'AVAILABLE'`;
+
 /** Free units of a product, by the slots_free index. */
 export const countFreeSql = `SELECT count(*)::int AS n FROM slots WHERE product_id = $1 AND status = 'AVAILABLE'`;
 
@@ -123,6 +129,21 @@ export class PgActorStore implements ActorStore {
 				free: live.filter(r => r.status === "AVAILABLE").map(f => ({ id: String(f.id), unit: f.unit })),
 				active: live.filter(r => r.status !== "AVAILABLE").map(r => toActive(r as SlotRow)),
 			};
+		});
+	}
+
+	/**
+	 * A stock or schedule change, read in by the owner: the epoch bumped from its own (a takeover
+	 * elsewhere since makes this null), then the free units above `sinceId`, which is what a stock
+	 * raise adds (new rows have the highest ids: a short walk of the primary key), not every unit.
+	 * The UPDATE waits for a stock change in flight (it holds the product row), so the read sees it.
+	 */
+	refresh(productId: string, epoch: number, sinceId: bigint): Promise<{ epoch: number; stock: number; saleAt: Date; added: { id: string; unit: number }[] } | null> {
+		return this.inTransaction(async q => {
+			const [bumped]: { epoch: number; stock: number; sale_at: Date }[] = (await q.query(ownEpochBumpSql, [productId, epoch]))[0];
+			if (!bumped) return null;
+			const added: { id: string; unit: number }[] = await q.query(freeUnitsAboveSql, [productId, sinceId.toString()]);
+			return { epoch: bumped.epoch, stock: bumped.stock, saleAt: bumped.sale_at, added: added.map(a => ({ id: String(a.id), unit: a.unit })) };
 		});
 	}
 

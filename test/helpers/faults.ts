@@ -75,6 +75,7 @@ export class CommitFaults {
 				return inner.commit(productId, epoch, grants, after, locked);
 			},
 			countFree: (productId: string) => inner.countFree(productId),
+			...(inner.refresh ? { refresh: inner.refresh.bind(inner) } : {}),
 		};
 	}
 }

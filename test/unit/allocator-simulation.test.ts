@@ -121,6 +121,25 @@ class SimDb implements ActorStore {
 	 * it queues behind the takeover's lock request), then waits for the commits that already hold
 	 * the product's share lock, then reads the state they left.
 	 */
+	/** A stock change read in by the owner: the epoch bumped from its own (else null), then the free rows above `sinceId`. */
+	async refresh(_p: string, epoch: number, sinceId: bigint): Promise<{ epoch: number; stock: number; saleAt: Date; added: { id: string; unit: number }[] } | null> {
+		const next = await this.clock.after(this.delay(), () => {
+			if (this.random() < this.failRate / 2) throw new Error("sim: refresh failed");
+			return this.epoch === epoch ? ++this.epoch : null;
+		});
+		if (next === null) return null;
+		await Promise.all([...this.lockedCommits]);
+		const added = this.rows.filter(r => r.status === "AVAILABLE" && /^[0-9]+$/.test(r.id) && BigInt(r.id) > sinceId);
+		return { epoch: next, stock: this.stock, saleAt: new Date(this.saleAt), added: added.map(r => ({ id: r.id, unit: r.unit })) };
+	}
+
+	/** An admin's stock raise: one free unit on a new row. */
+	raiseStock(): void {
+		this.stock += 1;
+		const maxUnit = Math.max(0, ...this.rows.filter(r => r.status !== "EXPIRED").map(r => r.unit));
+		this.rows.push(this.newRow(maxUnit + 1));
+	}
+
 	async takeOver(): Promise<Loaded | null> {
 		const epoch = await this.clock.after(this.delay(), () => {
 			if (this.random() < this.failRate / 2) throw new Error("sim: takeover failed");
@@ -317,12 +336,12 @@ async function simulate(seed: number, o: SimOptions = {}): Promise<SimDb> {
 		} else if (roll < 0.88) {
 			db.payOne();
 		} else if (roll < 0.9 && stock > 0) {
-			// Stock change by an admin: raise by one free unit.
-			db.stock += 1;
-			const maxUnit = Math.max(0, ...db.rows.filter(r => r.status !== "EXPIRED").map(r => r.unit));
-			db.rows.push({ id: `s${i}`, unit: maxUnit + 1, status: "AVAILABLE", userId: null, epoch: 0, seq: 0 });
+			// Stock change by an admin: raise by one free unit, read in by the running actors (or,
+			// half the time, announced as a change that makes them take the product over).
+			db.raiseStock();
 			stockCameBack = true;
-			for (const a of actors) a.invalidate();
+			const readIn = random() < 0.5;
+			for (const a of actors) readIn ? a.changed() : a.invalidate();
 		}
 		// Advance time a little, running whatever fell due.
 		const until = clock.t + Math.floor(random() * 4);
