@@ -6,8 +6,8 @@ import { MigrationInterface, QueryRunner } from "typeorm";
  * report and the dashboard's counts did for every refresh. Partial: a grant never writes it (a
  * HELD row is outside its predicate), only a reclaim does.
  */
-export class ExpiredByProduct1732860000000 implements MigrationInterface {
-	name = "ExpiredByProduct1732860000000";
+export class ExpiredByProduct1732870000000 implements MigrationInterface {
+	name = "ExpiredByProduct1732870000000";
 
 	async up(q: QueryRunner): Promise<void> {
 		await q.query(`CREATE INDEX slots_expired_by_product ON slots (product_id) WHERE status = 'EXPIRED'`);
