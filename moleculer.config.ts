@@ -1,6 +1,7 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import type { Config } from "./config";
 import { channelsMiddleware } from "./lib/channels";
+import { identityMiddleware } from "./lib/identity";
 import { StorePrometheusReporter } from "./lib/metrics-reporter";
 import { LocalFirstStrategy } from "./lib/strategies";
 import { TransportWatch } from "./lib/transport-watch";
@@ -95,7 +96,9 @@ export function brokerOptions(config: Config): BrokerOptions {
 		},
 		tracing: { enabled: false },
 		// The notifier's durable channel (JetStream with a TRANSPORTER): any node may publish to it.
-		middlewares: [channelsMiddleware(config), transport.middleware()],
+		// identityMiddleware: each action's declared `auth` ("user" | "admin") checked against the signed
+		// identity in meta (lib/identity.ts): a node on NATS is not a user.
+		middlewares: [identityMiddleware(config), channelsMiddleware(config), transport.middleware()],
 
 		// The operators' commands (repl/), beside Moleculer's own.
 		replCommands: replCommands as BrokerOptions["replCommands"],

@@ -15,6 +15,14 @@ export interface Config {
 	/** True when no JWT_SECRET was given and one was generated for this process. */
 	jwtSecretGenerated: boolean;
 	jwtExpiresInSeconds: number;
+	/**
+	 * The nodes' own secret: signs the identity a gateway (or the REPL) hands the services in
+	 * `meta.identity`, and the allocator's sold-out flags (lib/identity.ts). NODE_SECRET, or derived
+	 * from JWT_SECRET when unset (every node already holds that one).
+	 */
+	nodeSecret: string;
+	/** True when NODE_SECRET was not given and the secret is derived from JWT_SECRET. */
+	nodeSecretDerived: boolean;
 	metricsPort: number;
 	claimRatePerSecond: number;
 	loginFailuresPerMinutePerLoginId: number;
@@ -159,6 +167,16 @@ function generatedSecret(): string {
 	return require("node:crypto").randomBytes(32).toString("base64url");
 }
 
+/**
+ * With no NODE_SECRET, the node secret is derived from JWT_SECRET (one-way, and labelled, so the
+ * two keys never sign the same bytes): every node of a cluster already holds JWT_SECRET, and a
+ * single process gets a fresh one per start with it. A separate NODE_SECRET keeps the key that
+ * mints buyers' tokens off nodes that do not need it, so it is what a cluster should set.
+ */
+function derivedNodeSecret(jwtSecret: string): string {
+	return require("node:crypto").createHmac("sha256", jwtSecret).update("dopamine node identity v1").digest("base64url");
+}
+
 export function loadConfig(env: Env = process.env): Config {
 	const transporter = text(env, "TRANSPORTER");
 	const givenSecret = text(env, "JWT_SECRET");
@@ -168,6 +186,13 @@ export function loadConfig(env: Env = process.env): Config {
 		);
 	if (givenSecret && givenSecret.length < 16)
 		throw new ConfigError("JWT_SECRET must be at least 16 characters");
+
+	const givenNodeSecret = text(env, "NODE_SECRET");
+	if (givenNodeSecret && Buffer.byteLength(givenNodeSecret, "utf8") < 32)
+		throw new ConfigError("NODE_SECRET must be at least 32 bytes (e.g. openssl rand -hex 32)");
+	if (givenNodeSecret && givenSecret && givenNodeSecret === givenSecret)
+		throw new ConfigError("NODE_SECRET must differ from JWT_SECRET");
+	const jwtSecret = givenSecret ?? generatedSecret();
 
 	const services = text(env, "SERVICES");
 	const adminLogin = text(env, "ADMIN_LOGIN_ID");
@@ -196,9 +221,11 @@ export function loadConfig(env: Env = process.env): Config {
 		nodeId: text(env, "NODE_ID") ?? `${os.hostname()}-${process.pid}`,
 		namespace: text(env, "NAMESPACE") ?? "",
 		services: services ? services.split(",").map(s => s.trim()).filter(Boolean) : null,
-		jwtSecret: givenSecret ?? generatedSecret(),
+		jwtSecret,
 		jwtSecretGenerated: !givenSecret,
 		jwtExpiresInSeconds: int(env, "JWT_EXPIRES_IN_SECONDS", 3600, 1),
+		nodeSecret: givenNodeSecret ?? derivedNodeSecret(jwtSecret),
+		nodeSecretDerived: !givenNodeSecret,
 		metricsPort: int(env, "METRICS_PORT", 3030),
 		claimRatePerSecond: int(env, "CLAIM_RATE_PER_SECOND", 5, 1),
 		loginFailuresPerMinutePerLoginId: perId,

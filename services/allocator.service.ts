@@ -6,6 +6,7 @@ import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import { buyerMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { notFound, refusedForNow, unauthorized, unavailable } from "../lib/errors";
+import { signFlag } from "../lib/identity";
 import { isId } from "../lib/sql";
 import { availableNodes } from "../lib/registry";
 import { ownerOf } from "../lib/strategies/rendezvous";
@@ -119,7 +120,8 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 			retryPolicy: { enabled: true },
 			params: {},
 			handler(this: AllocatorThis): SoldOutFlag[] {
-				return [...this.actors.values()].map(a => a.currentFlag()).filter((f): f is SoldOutFlag => f !== null);
+				const now = Date.now();
+				return [...this.actors.values()].map(a => a.currentFlag()).filter((f): f is SoldOutFlag => f !== null).map(f => signFlag(this.config.nodeSecret, f, now));
 			},
 		},
 
@@ -183,7 +185,8 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 					},
 					flag: flag => {
 						metrics.set(METRICS.remaining, this.actors.get(productId)?.remaining ?? 0, { product: productId });
-						this.broker.broadcast(SOLD_OUT_FLAG, flag);
+						// Signed: gateways apply no flag a node did not sign (lib/identity.ts).
+						this.broker.broadcast(SOLD_OUT_FLAG, signFlag(this.config.nodeSecret, flag));
 					},
 					tookOver: epoch => {
 						metrics.increment(METRICS.takeovers, { product: productId });

@@ -7,6 +7,7 @@ import { PRODUCT_CHANGED, ProductChanged, SOLD_OUT_FLAG, SoldOutFlag, TOKENS_REV
 import { BearerVerifier, bearerVerifier } from "../lib/auth";
 import type { AuthUser, StoreMeta } from "../lib/context";
 import { forbidden, unauthorized, unavailable } from "../lib/errors";
+import { signIdentity, verifyFlag } from "../lib/identity";
 import { availableNodes } from "../lib/registry";
 import { TokenRevocations } from "../lib/revocations";
 import { ensureStoreMetrics } from "../lib/store-metrics";
@@ -69,7 +70,9 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 
 		events: {
 			[SOLD_OUT_FLAG](this: ApiThis, ctx: Context<SoldOutFlag>) {
-				this.gate.applyFlag(ctx.params, Date.now());
+				// Only a flag a node signed, recent, with no longer a lease than ours (lib/identity.ts).
+				const now = Date.now();
+				if (verifyFlag(config.nodeSecret, ctx.params, config.soldOutLeaseMs, now)) this.gate.applyFlag(ctx.params, now);
 			},
 			[PRODUCT_CHANGED](this: ApiThis, ctx: Context<ProductChanged>) {
 				const p = ctx.params;
@@ -89,7 +92,7 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 
 		methods: {
 			/** moleculer-web's authentication hook: the verified token's user becomes ctx.meta.user. */
-			async authenticate(this: ApiThis, ctx: Context, _route: unknown, req: Req): Promise<AuthUser> {
+			async authenticate(this: ApiThis, ctx: Context<unknown, StoreMeta>, _route: unknown, req: Req): Promise<AuthUser> {
 				const user = await this.verifyBearer(req);
 				if (!user) throw unauthorized();
 				// Revoked tokens (password reset, role change): from memory, then authoritatively (these
@@ -100,6 +103,8 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 					this.revocations.apply({ userId: user.id, notBefore });
 					if (this.revocations.revoked(user)) throw unauthorized(REVOKED);
 				}
+				// What the services believe (lib/identity.ts): the verified user, signed with the nodes' secret.
+				ctx.meta.identity = signIdentity(config.nodeSecret, user);
 				return user;
 			},
 
@@ -136,7 +141,7 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 					availableNodes(this.broker, "allocator.flags").map(async nodeID => {
 						const flags: SoldOutFlag[] = await this.broker.call("allocator.flags", {}, { nodeID });
 						const now = Date.now();
-						for (const f of flags) this.gate.applyFlag(f, now);
+						for (const f of flags) if (verifyFlag(config.nodeSecret, f, config.soldOutLeaseMs, now)) this.gate.applyFlag(f, now);
 					})
 				);
 			},

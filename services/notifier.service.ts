@@ -9,7 +9,7 @@ import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import type { ChannelBroker } from "../lib/channels";
 import { streamNameOf } from "../lib/channels";
 import type { Ctx } from "../lib/context";
-import { forbidden, notFound } from "../lib/errors";
+import { notFound } from "../lib/errors";
 import { GroupWriter } from "../lib/group-writer";
 import { operatorMessages } from "../lib/messages";
 import { isId } from "../lib/sql";
@@ -70,6 +70,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 	actions: {
 		/** `GET /api/admin/notifications?status=&channel=&page=`: the log, newest first, 50 a page. */
 		list: {
+			auth: "admin",
 			params: {
 				$$strict: "remove",
 				status: { type: "enum", values: ["PENDING", "SENT", "FAILED", "CANCELLED"], optional: true },
@@ -79,7 +80,6 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 				page: { type: "number", integer: true, positive: true, convert: true, optional: true, default: 1 },
 			},
 			async handler(this: NotifierThis, ctx: Ctx<{ status?: string; channel?: string; kind?: string; recipient?: string; page: number }>) {
-				if (ctx.meta.user && ctx.meta.user.role !== "admin") throw forbidden();
 				const { page, ...filter } = ctx.params;
 				const { rows, total } = await log.listDeliveries(this.db, { ...filter, limit: PAGE_SIZE, offset: (page - 1) * PAGE_SIZE });
 				return { notifications: rows.map(log.wireDelivery), page, pageSize: PAGE_SIZE, total };
@@ -88,9 +88,9 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 
 		/** `POST /api/admin/notifications/:id/resend`: goes out again now, whatever its status, with fresh tries. */
 		resend: {
+			auth: "admin",
 			params: { $$strict: "remove", id: { type: "string", max: 20 } },
 			async handler(this: NotifierThis, ctx: Ctx<{ id: string }>) {
-				if (ctx.meta.user && ctx.meta.user.role !== "admin") throw forbidden();
 				const row = isId(ctx.params.id) ? await log.resend(this.db, ctx.params.id) : null;
 				if (!row) throw notFound("Notification", "NOTIFICATION_NOT_FOUND");
 				this.wake();
@@ -105,9 +105,9 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 		 * REPL: `call notifier.cancel --dedupeKey sale-opened-12`.
 		 */
 		cancel: {
+			auth: "admin",
 			params: { $$strict: "remove", id: { type: "string", max: 20, optional: true }, dedupeKey: { type: "string", min: 1, max: 200, optional: true } },
 			async handler(this: NotifierThis, ctx: Ctx<{ id?: string; dedupeKey?: string }>) {
-				if (ctx.meta.user && ctx.meta.user.role !== "admin") throw forbidden();
 				const { id, dedupeKey } = ctx.params;
 				if (!id && !dedupeKey) throw notFound("Notification", "NOTIFICATION_NOT_FOUND");
 				if (id && !isId(id)) throw notFound("Notification", "NOTIFICATION_NOT_FOUND");

@@ -73,6 +73,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 
 	actions: {
 		initiate: {
+			auth: "user",
 			params: {
 				$$strict: false,
 				id: { type: "string", max: 40 },
@@ -122,6 +123,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 		},
 
 		confirm: {
+			auth: "user",
 			params: { id: { type: "string", max: 40 } },
 			async handler(this: PaymentsThis, ctx: Ctx<{ id: string }>) {
 				const userId = buyerOf(ctx);
@@ -179,6 +181,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 		},
 
 		get: {
+			auth: "user",
 			retryPolicy: { enabled: true },
 			params: { id: { type: "string", max: 40 } },
 			async handler(this: PaymentsThis, ctx: Ctx<{ id: string }>) {
@@ -187,6 +190,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 		},
 
 		mine: {
+			auth: "user",
 			retryPolicy: { enabled: true },
 			params: {},
 			async handler(this: PaymentsThis, ctx: Ctx) {

@@ -5,7 +5,7 @@ import { publicProduct } from "../entities/Product";
 import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
 import type { Ctx } from "../lib/context";
-import { conflict, forbidden, invalid, notFound, unauthorized } from "../lib/errors";
+import { conflict, invalid, notFound } from "../lib/errors";
 import { isId } from "../lib/sql";
 import { PRODUCT_CHANGED, ProductChanged } from "../contracts";
 import * as units from "./products/sql";
@@ -51,10 +51,6 @@ type ProductsThis = WithDb & {
 	layingOut: Set<string>;
 };
 
-function requireAdmin(ctx: Ctx<unknown>) {
-	if (!ctx.meta.user) throw unauthorized();
-	if (ctx.meta.user.role !== "admin") throw forbidden();
-}
 
 const hasOrders = (p: Product) =>
 	conflict("This product has orders (a unit was held, paid or expired); its schedule and existence are final", "PRODUCT_HAS_ORDERS", {
@@ -107,9 +103,9 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 		},
 
 		create: {
+			auth: "admin",
 			params: { $$strict: "remove", ...fields },
 			async handler(this: ProductsThis, ctx: Ctx<ProductFields>) {
-				requireAdmin(ctx);
 				const { name, description, price, stock, saleAt } = ctx.params;
 				const inline = stock <= UNITS_PER_STEP;
 				const product = await this.db.transaction(async em => {
@@ -136,6 +132,7 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 		},
 
 		update: {
+			auth: "admin",
 			params: {
 				$$strict: "remove",
 				id: idParam,
@@ -146,7 +143,6 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 				saleAt: { ...fields.saleAt, optional: true },
 			},
 			async handler(this: ProductsThis, ctx: Ctx<Partial<ProductFields> & { id: string }>) {
-				requireAdmin(ctx);
 				const { id, stock, ...rest } = ctx.params;
 				const product = await this.db.transaction(async em => {
 					// The row lock serialises stock changes with each other and with deletes.
@@ -172,9 +168,9 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 		},
 
 		remove: {
+			auth: "admin",
 			params: { id: idParam },
 			async handler(this: ProductsThis, ctx: Ctx<{ id: string }>) {
-				requireAdmin(ctx);
 				const removed = await this.db.transaction(async em => {
 					const p = await this.load(em, ctx.params.id, true);
 					// Slots and payments are orders: never deleted with the product (the foreign keys

@@ -149,10 +149,10 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		},
 
 		me: {
+			auth: "user",
 			params: {},
 			async handler(this: UsersThis, ctx: Ctx) {
-				if (!ctx.meta.user) throw unauthorized();
-				const user = await this.db.getRepository(User).findOneBy({ id: ctx.meta.user.id });
+				const user = await this.db.getRepository(User).findOneBy({ id: ctx.meta.user!.id });
 				if (!user) throw unauthorized("The account behind this token no longer exists");
 				return { user: publicUser(user) };
 			},
@@ -234,6 +234,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		/** Operators (REPL: `call users.setRole --id 12 --role admin`): a role change revokes the user's tokens. */
 		setRole: {
 			visibility: "public",
+			auth: "admin",
 			params: { id: { type: "string", numeric: true, max: 20 }, role: { type: "enum", values: ["buyer", "admin"] } },
 			async handler(this: UsersThis, ctx: Ctx<{ id: string; role: "buyer" | "admin" }>) {
 				if (!isId(ctx.params.id)) throw notFound("User", "USER_NOT_FOUND");

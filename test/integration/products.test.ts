@@ -3,6 +3,7 @@ import { api } from "../helpers/http";
 import { holdUnitByHand, markPaidByHand } from "../helpers/sale";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { freshNamespace, NATS_URL, startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
+import { asBuyer } from "../helpers/identity";
 
 const DB = freshDatabaseUrl("products");
 let node: StoreNode;
@@ -137,7 +138,7 @@ describe("admin product management", () => {
 
 	it("also refuses a non-admin caller inside the service, not only at the gateway", async () => {
 		await expect(
-			node.broker.call("products.create", { name: "X", price: 1, stock: 1, saleAt: later(5) }, { meta: { user: { id: buyerId, role: "buyer" } } })
+			node.broker.call("products.create", { name: "X", price: 1, stock: 1, saleAt: later(5) }, asBuyer(node.broker, buyerId))
 		).rejects.toMatchObject({ code: 403, type: "FORBIDDEN" });
 	});
 });
