@@ -97,8 +97,9 @@ export function identityMiddleware(config: Config): Middleware {
 					return handler.call(this, ctx);
 				}
 				const user = verifyIdentity(config.nodeSecret, meta.identity);
-				if (!user) throw unauthorized();
-				if (need === "admin" && user.role !== "admin") throw forbidden();
+				// Rejected, not thrown: a caller's promise chain sees it like any action's refusal.
+				if (!user) return Promise.reject(unauthorized());
+				if (need === "admin" && user.role !== "admin") return Promise.reject(forbidden());
 				meta.user = user;
 				return handler.call(this, ctx);
 			};
