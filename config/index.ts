@@ -1,5 +1,6 @@
 import os from "node:os";
 import proxyaddr from "proxy-addr";
+import { isOneEmail } from "../lib/validation";
 
 /** Every setting the store reads from the environment, parsed and checked once. */
 export interface Config {
@@ -200,6 +201,7 @@ export function loadConfig(env: Env = process.env): Config {
 	const adminEmail = text(env, "ADMIN_EMAIL");
 	if ((adminLogin || adminPassword || adminEmail) && !(adminLogin && adminPassword && adminEmail))
 		throw new ConfigError("ADMIN_LOGIN_ID, ADMIN_PASSWORD and ADMIN_EMAIL must be set together");
+	if (adminEmail && !isOneEmail(adminEmail)) throw new ConfigError("ADMIN_EMAIL must be exactly one e-mail address, such as admin@example.com");
 
 	const agendaBackend = (text(env, "AGENDA_BACKEND") ?? "postgres").toLowerCase();
 	if (agendaBackend !== "postgres" && agendaBackend !== "mongo")

@@ -14,6 +14,7 @@ import { decoyHash, hashPassword, verifyPassword } from "../lib/passwords";
 import { acquireRedis, keyPrefix, releaseRedis } from "../lib/redis";
 import { FailureCounter, MemoryFailureCounter, RedisFailureCounter } from "../lib/throttle";
 import { signAccessToken } from "../lib/tokens";
+import { emailRule } from "../lib/validation";
 import { TOKENS_REVOKED, TokensRevoked } from "../contracts";
 
 const RESET_TOKEN_TTL_MS = 30 * 60 * 1000;
@@ -49,7 +50,6 @@ const loginIdRule = {
 	},
 };
 const passwordRule = { type: "string", min: 8, max: 128 };
-const emailRule = { type: "email", max: 254, normalize: true };
 
 type Limit = [key: string, limit: number];
 
