@@ -7,7 +7,7 @@ import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import { buyerMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { badRequest, conflict, invalid, notFound, StoreClientError, unauthorized } from "../lib/errors";
-import { createHash } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { isId } from "../lib/sql";
 import { PaymentProvider, providers } from "./payments/index";
 import * as sql from "./payments/sql";
@@ -38,6 +38,8 @@ const declined = (payment: PublicPayment) => new StoreClientError("The payment w
 
 type PaymentsThis = WithDb & WithNotify & {
 	config: Config;
+	/** The key of request hashes (requestHash). */
+	hashKey: Buffer;
 	providers: Map<string, PaymentProvider>;
 	/** Each method's own fields, checked with Moleculer's validator. */
 	fieldChecks: Map<string, (o: unknown) => true | unknown[]>;
@@ -48,11 +50,18 @@ type PaymentsThis = WithDb & WithNotify & {
 /**
  * What an Idempotency-Key stands for: the slot, the method and the method's own fields. A replay
  * with another body under the same key is a different request, not a repeat.
+ *
+ * Keyed (HMAC-SHA256 with a key derived from the nodes' secret, never stored): the fields hold the
+ * full card number, and with the slot id and last4 in the same row an unkeyed SHA-256 could be
+ * brute-forced from a copy of the table (issue 22, point 4).
  */
-function requestHash(slotId: string, method: string, fields: Record<string, unknown>): string {
+export function requestHash(key: Buffer | string, slotId: string, method: string, fields: Record<string, unknown>): string {
 	const sorted = Object.keys(fields).sort().map(k => [k, fields[k]]);
-	return createHash("sha256").update(JSON.stringify([slotId, method, sorted])).digest("hex");
+	return createHmac("sha256", key).update(JSON.stringify([slotId, method, sorted])).digest("hex");
 }
+
+/** The request-hash key: labelled, so it never equals the secret it comes from. */
+export const requestHashKey = (nodeSecret: string) => createHmac("sha256", nodeSecret).update("dopamine payment request hash v1").digest();
 
 const keyReused = () =>
 	conflict("This Idempotency-Key was used for another request (another slot or another body)", "IDEMPOTENCY_KEY_REUSED");
@@ -89,7 +98,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 				if (verdict !== true) throw invalid(`Invalid fields for ${provider.method}`, { fields: (verdict as { field: string; message: string }[]).map(v => ({ field: v.field, message: v.message })) } as never);
 				if (!isId(ctx.params.id)) throw notFound("Slot", "SLOT_NOT_FOUND");
 
-				const hash = requestHash(ctx.params.id, provider.method, fields);
+				const hash = requestHash(this.hashKey, ctx.params.id, provider.method, fields);
 				const payment = await this.db.transaction(async em => {
 					const again = await sql.paymentByKey(em, userId, key);
 					if (again) {
@@ -230,6 +239,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 	},
 
 	created(this: PaymentsThis) {
+		this.hashKey = requestHashKey(this.config.nodeSecret);
 		this.providers = providers(this.config.paymentLatencyMs);
 		const validator = this.broker.validator!;
 		this.fieldChecks = new Map(

@@ -1,3 +1,6 @@
+import { createHash } from "node:crypto";
+import { Client } from "pg";
+import { KeyedRequestHash1732860000000 } from "../../entities/migrations/1732860000000-KeyedRequestHash";
 import { api } from "../helpers/http";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
@@ -229,5 +232,43 @@ describe("the race between paying and expiring", () => {
 			[product]
 		);
 		expect(live).toEqual({ n: 200, paid: 100, free: 100 });
+	});
+});
+
+describe("the request hash (issue 22, point 4)", () => {
+	const unkeyed = (slotId: string, cardNumber: string) =>
+		createHash("sha256").update(JSON.stringify([slotId, "card", [["cardNumber", cardNumber]]])).digest("hex");
+
+	it("is keyed: the full card number cannot be found from the row's slot id and last4; a replay still matches", async () => {
+		const { buyer, slotId } = await holding("hash");
+		const card = "4242424242424242";
+		const first = await pay(buyer, slotId, { method: "card", cardNumber: card }, "hash-key");
+		expect(first.status).toBe(201);
+		const [row] = await sql<{ request_hash: string; details: { last4: string } }>(DB, "SELECT request_hash, details FROM payments WHERE id = $1", [first.body.payment.id]);
+		expect(row.details.last4).toBe("4242");
+		expect(row.request_hash).toMatch(/^[0-9a-f]{64}$/);
+		// The attack: every candidate with the known last4, hashed as the row was before. The real number is among them.
+		expect(row.request_hash).not.toBe(unkeyed(slotId, card));
+		// The key is the nodes': the same body under the same key is the same payment, another card is another request.
+		const again = await pay(buyer, slotId, { method: "card", cardNumber: card }, "hash-key");
+		expect([again.status, again.body.payment.id]).toEqual([201, first.body.payment.id]);
+		expect((await pay(buyer, slotId, { method: "card", cardNumber: "5555555555554444" }, "hash-key")).body.type).toBe("IDEMPOTENCY_KEY_REUSED");
+	});
+
+	it("the migration clears the old unkeyed hashes", async () => {
+		const { buyer, slotId } = await holding("oldhash");
+		const p = await pay(buyer, slotId, { method: "card", cardNumber: "4242424242424242" }, "old-key");
+		await sql(DB, "UPDATE payments SET request_hash = $2 WHERE id = $1", [p.body.payment.id, unkeyed(slotId, "4242424242424242")]);
+		const c = new Client({ connectionString: DB });
+		await c.connect();
+		try {
+			await new KeyedRequestHash1732860000000().up({ query: (text: string) => c.query(text) } as never);
+		} finally {
+			await c.end();
+		}
+		expect(await sql(DB, "SELECT count(*)::int AS n FROM payments WHERE request_hash = $1", [unkeyed(slotId, "4242424242424242")])).toEqual([{ n: 0 }]);
+		expect(await sql(DB, "SELECT request_hash FROM payments WHERE id = $1", [p.body.payment.id])).toEqual([{ request_hash: null }]);
+		// A replay of that old request cannot be matched any more: refused, never paid twice.
+		expect((await pay(buyer, slotId, { method: "card", cardNumber: "4242424242424242" }, "old-key")).body.type).toBe("IDEMPOTENCY_KEY_REUSED");
 	});
 });
