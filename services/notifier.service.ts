@@ -17,6 +17,7 @@ import { backoffMs } from "./notifier/backoff";
 import * as log from "./notifier/delivery-log";
 import { DeliveryRow, NewDelivery } from "./notifier/delivery-log";
 import { DeliveryError, Transport, transportsFor } from "./notifier/transports";
+import { hideSealed, unsealText } from "../lib/sealed";
 
 const PAGE_SIZE = 50;
 const JOB = "notification.due";
@@ -55,6 +56,7 @@ type NotifierThis = WithDb & WithAgenda & WithNotify & {
 	deliver(row: DeliveryRow): Promise<DeliveryRow | null>;
 	readGauges(): Promise<void>;
 	operatorChannels(): string[];
+	listed(row: DeliveryRow): ReturnType<typeof log.wireDelivery>;
 };
 
 /**
@@ -82,7 +84,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 			async handler(this: NotifierThis, ctx: Ctx<{ status?: string; channel?: string; kind?: string; recipient?: string; page: number }>) {
 				const { page, ...filter } = ctx.params;
 				const { rows, total } = await log.listDeliveries(this.db, { ...filter, limit: PAGE_SIZE, offset: (page - 1) * PAGE_SIZE });
-				return { notifications: rows.map(log.wireDelivery), page, pageSize: PAGE_SIZE, total };
+				return { notifications: rows.map(r => this.listed(r)), page, pageSize: PAGE_SIZE, total };
 			},
 		},
 
@@ -95,7 +97,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 				if (!row) throw notFound("Notification", "NOTIFICATION_NOT_FOUND");
 				this.wake();
 				ctx.meta.$statusCode = 202;
-				return { notification: log.wireDelivery(row) };
+				return { notification: this.listed(row) };
 			},
 		},
 
@@ -230,6 +232,16 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 				);
 		},
 
+		/**
+		 * A delivery as admins see it: sealed parts hidden, except in the local mailbox (no SMTP_URL),
+		 * whose whole point is reading the mail from the log (the start-up log says so).
+		 */
+		listed(this: NotifierThis, row: DeliveryRow) {
+			const d = log.wireDelivery(row);
+			d.text = this.config.smtpUrl ? hideSealed(d.text) : unsealText(this.config.nodeSecret, d.text);
+			return d;
+		},
+
 		/** One try of one delivery, its outcome written at once. Returns the row if it FAILED for good. */
 		async deliver(this: NotifierThis, row: DeliveryRow): Promise<DeliveryRow | null> {
 			const id = String(row.id);
@@ -242,7 +254,8 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 							: `unknown channel "${row.channel}"`,
 						true
 					);
-				await transport.send({ id, kind: row.kind, channel: row.channel, recipient: row.recipient, subject: row.subject, text: row.text });
+				// Sealed parts (a reset link) are opened only here, on their way to the recipient (lib/sealed.ts).
+				await transport.send({ id, kind: row.kind, channel: row.channel, recipient: row.recipient, subject: row.subject, text: unsealText(this.config.nodeSecret, row.text) });
 			} catch (err) {
 				const e = err as DeliveryError;
 				const message = e?.message ?? String(err);
@@ -315,6 +328,8 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 		const released = await log.releaseLeases(this.db, this.worker);
 		if (released) this.logger.info(`Took back ${released} delivery(ies) this node had in flight when it stopped.`);
 		for (const [channel, t] of this.transports) this.logger.info(`Notifications by ${channel} go to ${t.describe()}.`);
+		if (!this.config.smtpUrl)
+			this.logger.warn("No SMTP_URL: e-mail stays in the local mailbox, and every admin can read it there, password-reset links included (anyone with an admin account can take over any account). Set SMTP_URL for a store with real users.");
 		if (!this.transports.has("slack") && !this.transports.has("discord"))
 			this.logger.info("No operators' channel (SLACK_WEBHOOK_URL, DISCORD_WEBHOOK_URL): operators' messages are logged as FAILED.");
 		this.running = true;

@@ -15,6 +15,7 @@ import { acquireRedis, keyPrefix, releaseRedis } from "../lib/redis";
 import { FailureCounter, MemoryFailureCounter, RedisFailureCounter } from "../lib/throttle";
 import { signAccessToken } from "../lib/tokens";
 import { emailRule } from "../lib/validation";
+import { seal } from "../lib/sealed";
 import { TOKENS_REVOKED, TokensRevoked } from "../contracts";
 
 const RESET_TOKEN_TTL_MS = 30 * 60 * 1000;
@@ -324,7 +325,8 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 				await this.notify({
 					...buyerMessages.passwordReset(this.config.locale, {
 						loginId: user.loginId,
-						link: `${this.config.publicUrl}/reset?token=${token}`,
+						// Sealed for the notifier alone: the stream and the delivery log never hold a usable link (lib/sealed.ts).
+						link: seal(this.config.nodeSecret, `${this.config.publicUrl}/reset?token=${token}`),
 						validMinutes: Math.round(RESET_TOKEN_TTL_MS / 60_000),
 					}),
 					channel: "email",
