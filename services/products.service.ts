@@ -71,7 +71,9 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 			retryPolicy: IDEMPOTENT,
 			// Cached briefly (PRODUCT_CACHE_TTL_SECONDS, moleculer.config.ts): every buyer's page asks at 10:00.
 			// One read per TTL reaches PostgreSQL however many ask at once (lock: the rest wait for it).
-			cache: { lock: { enabled: true } },
+			// The key names nothing a caller sends: the list reads no params, so `?b=1`, `?b=2`... are one
+			// entry, not one query and one cache entry each (issue 22, point 2).
+			cache: { keygen: (name: string) => name, lock: { enabled: true } },
 			params: {},
 			async handler(this: ProductsThis) {
 				const products = await this.db.getRepository(Product).find({ order: { saleAt: "ASC", id: "ASC" } });
@@ -97,6 +99,10 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 			cache: { keys: ["id"], lock: { enabled: true } },
 			params: { id: idParam },
 			async handler(this: ProductsThis, ctx: Ctx<{ id: string }>) {
+				// An id not in the (cached) list is not found without a query: a crawl of made-up ids costs
+				// the list's one read per TTL, and leaves no cache entry per id behind.
+				const { products } = (await this.actions.list({}, { parentCtx: ctx })) as { products: { id: string }[] };
+				if (!products.some(x => x.id === ctx.params.id)) throw notFound("Product", "PRODUCT_NOT_FOUND");
 				const p = await this.load(this.db.manager, ctx.params.id);
 				return { product: await this.view(this.db.manager, p) };
 			},

@@ -43,10 +43,24 @@ function beforeCall(clientAddress: ClientAddressOf) {
 	};
 }
 
+/** How long one database check answers every health probe: a flood of /api/health costs one query per second, not one each. */
+const HEALTH_CHECK_MS = 1000;
+const lastCheck = new WeakMap<object, { at: number; ok: Promise<boolean> }>();
+
+function databaseReachable(broker: Service["broker"]): Promise<boolean> {
+	const db = databaseOf(broker);
+	if (!db) return Promise.resolve(true);
+	const now = Date.now();
+	const last = lastCheck.get(broker);
+	if (last && now - last.at < HEALTH_CHECK_MS) return last.ok;
+	const ok = db.then(ds => ds.query("SELECT 1")).then(() => true, () => false);
+	lastCheck.set(broker, { at: now, ok });
+	return ok;
+}
+
 async function health(this: Service, _req: Req, res: Res) {
 	let ok = this.broker.started;
-	const db = databaseOf(this.broker);
-	if (ok && db) ok = await db.then(ds => ds.query("SELECT 1")).then(() => true, () => false);
+	if (ok) ok = await databaseReachable(this.broker);
 	sendJson(res, ok ? 200 : 503, ok ? { status: "ok" } : { name: "ServiceUnavailableError", message: "Not ready", code: 503, type: "NOT_READY" });
 }
 
