@@ -31,6 +31,8 @@ const fields = {
 	saleAt: { type: "date", convert: true },
 };
 const idParam = { type: "string", max: 40 };
+/** Fresh reads of the list, per node and second, for ids the cached list lacks. */
+const LIST_REFRESHES_ON_MISS_PER_SECOND = 4;
 
 interface ProductFields {
 	name: string;
@@ -41,6 +43,9 @@ interface ProductFields {
 }
 
 type ProductsThis = WithDb & {
+	/** Fresh reads of the list for ids it lacked, in the current second (refreshWindow). */
+	refreshWindow: number;
+	refreshesInWindow: number;
 	load(em: EntityManager, id: string, lock?: boolean): Promise<Product>;
 	remainingOf(em: EntityManager, ids: string[]): Promise<Map<string, number>>;
 	view(em: EntityManager, p: Product): Promise<ReturnType<typeof publicProduct>>;
@@ -99,10 +104,19 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 			cache: { keys: ["id"], lock: { enabled: true } },
 			params: { id: idParam },
 			async handler(this: ProductsThis, ctx: Ctx<{ id: string }>) {
-				// An id not in the (cached) list is not found without a query: a crawl of made-up ids costs
-				// the list's one read per TTL, and leaves no cache entry per id behind.
-				const { products } = (await this.actions.list({}, { parentCtx: ctx })) as { products: { id: string }[] };
-				if (!products.some(x => x.id === ctx.params.id)) throw notFound("Product", "PRODUCT_NOT_FOUND");
+				// An id not in the (cached) list is not found without a query of its own: a crawl of made-up
+				// ids costs at most LIST_REFRESHES_ON_MISS_PER_SECOND fresh reads of the list, and leaves no
+				// cache entry per id behind. The fresh read covers a product made a moment ago on another
+				// node whose products.changed has not reached this one yet.
+				const known = async () => ((await this.actions.list({}, { parentCtx: ctx })) as { products: { id: string }[] }).products.some(x => x.id === ctx.params.id);
+				if (!(await known())) {
+					const second = Math.floor(Date.now() / 1000);
+					if (second !== this.refreshWindow) [this.refreshWindow, this.refreshesInWindow] = [second, 0];
+					if (!this.broker.cacher || this.refreshesInWindow >= LIST_REFRESHES_ON_MISS_PER_SECOND) throw notFound("Product", "PRODUCT_NOT_FOUND");
+					this.refreshesInWindow++;
+					await this.broker.cacher.del("products.list");
+					if (!(await known())) throw notFound("Product", "PRODUCT_NOT_FOUND");
+				}
 				const p = await this.load(this.db.manager, ctx.params.id);
 				return { product: await this.view(this.db.manager, p) };
 			},
@@ -289,6 +303,8 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 
 	created(this: ProductsThis) {
 		this.layingOut = new Set();
+		this.refreshWindow = 0;
+		this.refreshesInWindow = 0;
 	},
 
 	started(this: ProductsThis) {

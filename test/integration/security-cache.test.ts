@@ -34,8 +34,8 @@ async function cost(n: number, path: (i: number) => string, expectStatus: number
 	return { queries: queries - before, seconds: (Date.now() - start) / 1000 };
 }
 
-/** At most this many queries: a read (two statements) per TTL second begun, and a little background. */
-const bound = (seconds: number) => 2 * (Math.ceil(seconds) + 1) + 4;
+/** At most this many queries: five reads of the list (two statements each) per second begun, and a little background. */
+const bound = (seconds: number) => 10 * Math.ceil(seconds + 0.01) + 6;
 
 describe("the product cache and the public reads", () => {
 	it("a query string per request does not bypass the product list's cache", async () => {
