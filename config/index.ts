@@ -26,8 +26,14 @@ export interface Config {
 	nodeSecretDerived: boolean;
 	metricsPort: number;
 	claimRatePerSecond: number;
+	/** Failed logins per minute for one login id from one client address (the strict limit). */
 	loginFailuresPerMinutePerLoginId: number;
 	loginFailuresPerMinutePerAddress: number;
+	/**
+	 * Failed logins per minute for one login id from all addresses together: a ceiling far above the
+	 * strict limit, so that nobody can lock an account (the admin's) out from addresses of their own.
+	 */
+	loginFailuresPerMinutePerIdCeiling: number;
 	/** Sign-ups per hour: per e-mail address, per client address. */
 	signupsPerHour: { perEmail: number; perAddress: number };
 	/** Forgot-password requests per hour: per e-mail address, per client address. */
@@ -232,6 +238,7 @@ export function loadConfig(env: Env = process.env): Config {
 		claimRatePerSecond: int(env, "CLAIM_RATE_PER_SECOND", 5, 1),
 		loginFailuresPerMinutePerLoginId: perId,
 		loginFailuresPerMinutePerAddress: perAddress,
+		loginFailuresPerMinutePerIdCeiling: int(env, "LOGIN_FAILURES_PER_MINUTE_PER_ID", Math.max(100, perId), 1),
 		signupsPerHour: perEmailAndAddress(env, "SIGNUPS_PER_HOUR", 5, 100),
 		passwordForgotPerHour: perEmailAndAddress(env, "PASSWORD_FORGOT_PER_HOUR", 5, 30),
 		passwordResetsPerHourPerAddress: int(env, "PASSWORD_RESETS_PER_HOUR", 30, 1),

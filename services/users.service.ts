@@ -20,6 +20,9 @@ import { TOKENS_REVOKED, TokensRevoked } from "../contracts";
 
 const RESET_TOKEN_TTL_MS = 30 * 60 * 1000;
 const LOGIN_WINDOW_MS = 60 * 1000;
+/** Past the strict per-(id, address) limit, each further failed login for that id waits longer: 50 ms, 100 ms, ... up to 2 s. */
+const LOGIN_DELAY_BASE_MS = 50;
+const LOGIN_DELAY_MAX_MS = 2000;
 const HOUR_MS = 60 * 60 * 1000;
 /** Expired reset tokens deleted per statement (each forgot-password prunes one batch). */
 const PRUNE_BATCH = 500;
@@ -63,7 +66,8 @@ type UsersThis = WithDb & WithNotify & {
 	afterAnswer: Set<Promise<void>>;
 	ensureAdmin(): Promise<void>;
 	createAdmin(loginId: string, email: string, password: string, onlyIfNone: boolean): Promise<boolean>;
-	countAttempt(limits: (Limit | null)[], windowMs: number, message: string): Promise<void>;
+	/** Counts one attempt against each limit (429 past any); the counts, in the order given. */
+	countAttempt(limits: (Limit | null)[], windowMs: number, message: string): Promise<number[]>;
 	later(work: () => Promise<void>): void;
 	sendResetLinks(email: string): Promise<void>;
 	announceRevocation(userId: string, notBefore: number): void;
@@ -120,15 +124,24 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 			async handler(this: UsersThis, ctx: Ctx<{ loginId: string; password: string }>) {
 				const { loginId, password } = ctx.params;
 				const ip = ctx.meta.clientIp;
-				const idKey = `login-fail:id:${loginId.toLowerCase()}`;
+				const id = loginId.toLowerCase();
+				const pairKey = `login-fail:pair:${id}:${ip ?? "-"}`;
+				const idKey = `login-fail:id:${id}`;
 				const ipKey = ip ? `login-fail:ip:${ip}` : null;
 				// Counted before the password check, atomically: of fifty wrong logins sent at once, at
-				// most the limit get as far as the hash; the rest answer 429.
+				// most the limit get as far as the hash; the rest answer 429. The strict limit is per login
+				// id from one address: a guesser locks out only itself, not the account (issue 22, point 6).
 				await this.countAttempt(
-					[[idKey, this.config.loginFailuresPerMinutePerLoginId], ipKey ? [ipKey, this.config.loginFailuresPerMinutePerAddress] : null],
+					[[pairKey, this.config.loginFailuresPerMinutePerLoginId], ipKey ? [ipKey, this.config.loginFailuresPerMinutePerAddress] : null],
 					LOGIN_WINDOW_MS,
 					"Too many failed logins; wait before trying again"
 				);
+				// What passed both: the id's count from every address, under a much higher ceiling, and a
+				// delay that grows with it once it passes the strict limit (guessing from many addresses
+				// slows down; the owner's right password still gets in, a moment later).
+				const [idCount] = await this.countAttempt([[idKey, this.config.loginFailuresPerMinutePerIdCeiling]], LOGIN_WINDOW_MS, "Too many failed logins; wait before trying again");
+				const over = idCount - this.config.loginFailuresPerMinutePerLoginId;
+				if (over > 0) await new Promise(r => setTimeout(r, Math.min(LOGIN_DELAY_MAX_MS, LOGIN_DELAY_BASE_MS * 2 ** Math.min(over - 1, 10))));
 				const [user] = (await this.db.query(USER_FOR_LOGIN, [loginId])) as {
 					id: string; role: "buyer" | "admin"; password_hash: string; not_before: string | null; now: string;
 				}[];
@@ -136,7 +149,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 				const ok = await verifyPassword(password, user ? user.password_hash : await decoyHash());
 				if (!user || !ok) throw unauthorized("Login id or password is wrong", "INVALID_CREDENTIALS");
 				// A success was no failure: the login id starts afresh, the address gets its attempt back.
-				await Promise.all([this.attempts.clear(idKey), ipKey ? this.attempts.undo(ipKey) : undefined]);
+				await Promise.all([this.attempts.clear(pairKey), this.attempts.undo(idKey), ipKey ? this.attempts.undo(ipKey) : undefined]);
 				const expiresIn = this.config.jwtExpiresInSeconds;
 				// iat on the database's clock, and never before the user's "tokens not before": a login in
 				// the same second as a reset, just after it, gets a token the reset does not revoke.
@@ -296,6 +309,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 			const states = await Promise.all(given.map(([key]) => this.attempts.hit(key, windowMs)));
 			const waits = states.filter((w, i) => w.count > given[i][1]).map(w => w.resetInMs);
 			if (waits.length) throw rateLimited(Math.max(...waits) / 1000, message);
+			return states.map(w => w.count);
 		},
 
 		later(this: UsersThis, work: () => Promise<void>) {
