@@ -2,7 +2,7 @@ import type { BrokerOptions, Errors } from "moleculer";
 import type { Config } from "./config";
 import { channelsMiddleware } from "./lib/channels";
 import { identityMiddleware } from "./lib/identity";
-import { StorePrometheusReporter } from "./lib/metrics-reporter";
+import { HOST_DETAILS, StorePrometheusReporter } from "./lib/metrics-reporter";
 import { LocalFirstStrategy } from "./lib/strategies";
 import { TransportWatch } from "./lib/transport-watch";
 import { StoreValidator } from "./lib/validation";
@@ -92,7 +92,8 @@ export function brokerOptions(config: Config): BrokerOptions {
 		validator: new StoreValidator(),
 		metrics: {
 			enabled: true,
-			reporter: [new StorePrometheusReporter({ port: config.metricsPort, path: "/metrics" }) as any],
+			// No host details (hostname, OS user, addresses, MAC...); the listener on METRICS_HOST only.
+			reporter: [new StorePrometheusReporter({ port: config.metricsPort, host: config.metricsHost, token: config.metricsToken, path: "/metrics", excludes: HOST_DETAILS }) as any],
 		},
 		tracing: { enabled: false },
 		// The notifier's durable channel (JetStream with a TRANSPORTER): any node may publish to it.

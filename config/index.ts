@@ -25,6 +25,10 @@ export interface Config {
 	/** True when NODE_SECRET was not given and the secret is derived from JWT_SECRET. */
 	nodeSecretDerived: boolean;
 	metricsPort: number;
+	/** Address the metrics listener binds (METRICS_HOST): loopback unless told otherwise. */
+	metricsHost: string;
+	/** When set, /metrics (gateway and listener) answers only `Authorization: Bearer <token>`. */
+	metricsToken: string | null;
 	claimRatePerSecond: number;
 	/** Failed logins per minute for one login id from one client address (the strict limit). */
 	loginFailuresPerMinutePerLoginId: number;
@@ -169,6 +173,12 @@ function trustedProxies(env: Env): string[] {
 	return list;
 }
 
+function metricsToken(env: Env): string | null {
+	const t = text(env, "METRICS_TOKEN");
+	if (t !== null && t.length < 16) throw new ConfigError("METRICS_TOKEN must be at least 16 characters");
+	return t;
+}
+
 function generatedSecret(): string {
 	// Random per start: tokens from an earlier run stop working, which is right for a demo node.
 	return require("node:crypto").randomBytes(32).toString("base64url");
@@ -235,6 +245,8 @@ export function loadConfig(env: Env = process.env): Config {
 		nodeSecret: givenNodeSecret ?? derivedNodeSecret(jwtSecret),
 		nodeSecretDerived: !givenNodeSecret,
 		metricsPort: int(env, "METRICS_PORT", 3030),
+		metricsHost: text(env, "METRICS_HOST") ?? "127.0.0.1",
+		metricsToken: metricsToken(env),
 		claimRatePerSecond: int(env, "CLAIM_RATE_PER_SECOND", 5, 1),
 		loginFailuresPerMinutePerLoginId: perId,
 		loginFailuresPerMinutePerAddress: perAddress,
