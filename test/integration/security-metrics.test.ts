@@ -46,7 +46,7 @@ describe("/metrics", () => {
 		expect((await fetch(`${plain.url}/metrics`)).status).toBe(200);
 		const proxied = await fetch(`${plain.url}/metrics`, { headers: { "x-forwarded-for": "198.51.100.9" } });
 		expect(proxied.status).toBe(403);
-		expect((await proxied.json()).type).toBe("FORBIDDEN");
+		expect(((await proxied.json()) as { type: string }).type).toBe("FORBIDDEN");
 		expect(listenerOf(plain).address().address).toBe("127.0.0.1");
 		expect((await fetch(`http://127.0.0.1:${plainPort}/metrics`)).status).toBe(200);
 		// Not on the machine's other addresses.
