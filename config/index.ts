@@ -201,8 +201,9 @@ export function loadConfig(env: Env = process.env): Config {
 		throw new ConfigError(
 			"JWT_SECRET is required when TRANSPORTER is set: every node of a cluster must verify the same tokens"
 		);
-	if (givenSecret && givenSecret.length < 16)
-		throw new ConfigError("JWT_SECRET must be at least 16 characters");
+	// HS256's key: at least the hash's own 32 bytes (RFC 7518 §3.2), e.g. openssl rand -hex 32.
+	if (givenSecret && Buffer.byteLength(givenSecret, "utf8") < 32)
+		throw new ConfigError("JWT_SECRET must be at least 32 bytes (e.g. openssl rand -hex 32)");
 
 	const givenNodeSecret = text(env, "NODE_SECRET");
 	if (givenNodeSecret && Buffer.byteLength(givenNodeSecret, "utf8") < 32)

@@ -10,7 +10,7 @@ import { buyerMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { badRequest, conflict, isUniqueViolation, notFound, rateLimited, unauthorized } from "../lib/errors";
 import { isId, rowsOf } from "../lib/sql";
-import { decoyHash, hashPassword, verifyPassword } from "../lib/passwords";
+import { decoyHash, hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
 import { acquireRedis, keyPrefix, releaseRedis } from "../lib/redis";
 import { FailureCounter, MemoryFailureCounter, RedisFailureCounter } from "../lib/throttle";
 import { signAccessToken } from "../lib/tokens";
@@ -69,6 +69,7 @@ type UsersThis = WithDb & WithNotify & {
 	/** Counts one attempt against each limit (429 past any); the counts, in the order given. */
 	countAttempt(limits: (Limit | null)[], windowMs: number, message: string): Promise<number[]>;
 	later(work: () => Promise<void>): void;
+	upgradeHash(userId: string, oldHash: string, password: string): Promise<void>;
 	sendResetLinks(email: string): Promise<void>;
 	announceRevocation(userId: string, notBefore: number): void;
 };
@@ -148,6 +149,9 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 				// An unknown login id costs the same hash as a wrong password, and answers the same.
 				const ok = await verifyPassword(password, user ? user.password_hash : await decoyHash());
 				if (!user || !ok) throw unauthorized("Login id or password is wrong", "INVALID_CREDENTIALS");
+				// A hash from before today's cost is upgraded now that the password is known, after the
+				// answer; only if it is still the same hash (a reset meanwhile wins).
+				if (needsRehash(user.password_hash)) this.later(() => this.upgradeHash(user.id, user.password_hash, password));
 				// A success was no failure: the login id starts afresh, the address gets its attempt back.
 				await Promise.all([this.attempts.clear(pairKey), this.attempts.undo(idKey), ipKey ? this.attempts.undo(ipKey) : undefined]);
 				const expiresIn = this.config.jwtExpiresInSeconds;
@@ -310,6 +314,11 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 			const waits = states.filter((w, i) => w.count > given[i][1]).map(w => w.resetInMs);
 			if (waits.length) throw rateLimited(Math.max(...waits) / 1000, message);
 			return states.map(w => w.count);
+		},
+
+		async upgradeHash(this: UsersThis, userId: string, oldHash: string, password: string) {
+			const fresh = await hashPassword(password);
+			await this.db.query(`UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3`, [fresh, userId, oldHash]);
 		},
 
 		later(this: UsersThis, work: () => Promise<void>) {
