@@ -102,6 +102,17 @@ export interface Config {
 	logLevel: string;
 	/** Address the gateway listens on. */
 	host: string;
+	/** The gateway's own HTTP server: slow or greedy clients are cut (issue 22, point 10). */
+	http: {
+		/** A request's headers must arrive within this (HTTP_HEADERS_TIMEOUT_MS). */
+		headersTimeoutMs: number;
+		/** A whole request (headers and body) must arrive within this (HTTP_REQUEST_TIMEOUT_MS). */
+		requestTimeoutMs: number;
+		/** Open connections one gateway accepts; beyond, new ones are closed at once (HTTP_MAX_CONNECTIONS). */
+		maxConnections: number;
+		/** Request headers kept per request (HTTP_MAX_HEADERS); the header block is also bounded to 16 KiB (431). */
+		maxHeaders: number;
+	};
 }
 
 export class ConfigError extends Error {
@@ -171,6 +182,13 @@ function trustedProxies(env: Env): string[] {
 		throw new ConfigError(`TRUSTED_PROXIES must list addresses, CIDR ranges or loopback/linklocal/uniquelocal: ${(err as Error).message}`);
 	}
 	return list;
+}
+
+function httpLimits(env: Env): Config["http"] {
+	const headersTimeoutMs = int(env, "HTTP_HEADERS_TIMEOUT_MS", 10_000, 100);
+	const requestTimeoutMs = int(env, "HTTP_REQUEST_TIMEOUT_MS", 30_000, 100);
+	if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError("HTTP_HEADERS_TIMEOUT_MS must not be more than HTTP_REQUEST_TIMEOUT_MS");
+	return { headersTimeoutMs, requestTimeoutMs, maxConnections: int(env, "HTTP_MAX_CONNECTIONS", 20_000, 1), maxHeaders: int(env, "HTTP_MAX_HEADERS", 100, 1) };
 }
 
 function metricsToken(env: Env): string | null {
@@ -295,6 +313,7 @@ export function loadConfig(env: Env = process.env): Config {
 		bodyLimit: text(env, "BODY_LIMIT") ?? "16kb",
 		logLevel: text(env, "LOG_LEVEL") ?? "info",
 		host: text(env, "HOST") ?? "0.0.0.0",
+		http: httpLimits(env),
 	};
 }
 
