@@ -15,6 +15,9 @@ import type { PaymentRow } from "./payments/sql";
 import { SLOT_PAID, SlotPaid } from "../contracts";
 
 
+/** What became of a failed payment's charge: none made, made and cancelled, or made and still to refund. */
+type ChargeOutcome = "none" | "voided" | "refund_pending";
+
 export interface PublicPayment {
 	id: string;
 	slotId: string;
@@ -34,7 +37,6 @@ const publicPayment = (p: PaymentRow): PublicPayment => ({
 });
 
 const slotExpired = (data?: Record<string, unknown>) => new StoreClientError("The slot expired before it was paid", 410, "SLOT_EXPIRED", data);
-const declined = (payment: PublicPayment) => new StoreClientError("The payment was declined", 402, "PAYMENT_DECLINED", { payment });
 
 type PaymentsThis = WithDb & WithNotify & {
 	config: Config;
@@ -44,7 +46,8 @@ type PaymentsThis = WithDb & WithNotify & {
 	/** Each method's own fields, checked with Moleculer's validator. */
 	fieldChecks: Map<string, (o: unknown) => true | unknown[]>;
 	ownPayment(em: EntityManager, id: string, userId: string, lock?: boolean): Promise<PaymentRow>;
-	tell(p: PaymentRow, kind: "payment.receipt" | "payment.failed"): Promise<void>;
+	tell(p: PaymentRow, kind: "payment.receipt" | "payment.failed", charge?: ChargeOutcome): Promise<void>;
+	voidCharge(provider: PaymentProvider, key: string, paymentId: string): Promise<ChargeOutcome>;
 };
 
 /**
@@ -62,6 +65,9 @@ export function requestHash(key: Buffer | string, slotId: string, method: string
 
 /** The request-hash key: labelled, so it never equals the secret it comes from. */
 export const requestHashKey = (nodeSecret: string) => createHmac("sha256", nodeSecret).update("dopamine payment request hash v1").digest();
+
+/** PENDING payments one slot may have at once (a buyer switching methods needs a few, not thousands). */
+export const PENDING_PER_SLOT = 5;
 
 const keyReused = () =>
 	conflict("This Idempotency-Key was used for another request (another slot or another body)", "IDEMPOTENCY_KEY_REUSED");
@@ -110,6 +116,9 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 					if (!slot) throw notFound("Slot", "SLOT_NOT_FOUND");
 					if (slot.status === "EXPIRED" || (slot.status === "HELD" && slot.past)) throw slotExpired();
 					if (slot.status !== "HELD") throw conflict("This slot is not held (already paid)", "SLOT_NOT_HELD");
+					// Each new Idempotency-Key made a row: a loop of them filled the table for one slot.
+					if ((await sql.pendingOfSlot(em, slot.id)) >= PENDING_PER_SLOT)
+						throw conflict(`This slot already has ${PENDING_PER_SLOT} payments waiting to be confirmed: confirm one of them`, "TOO_MANY_PENDING_PAYMENTS");
 					const inserted = await sql.insertPayment(em, {
 						slotId: slot.id,
 						userId,
@@ -172,17 +181,24 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 					return { payment: await sql.markSucceeded(em, p.id), error: null, productId: String(paid.product_id) };
 				});
 
+				// Charged for a slot that could not be paid (expired meanwhile, or paid by another payment):
+				// the charge is cancelled at the gateway, and the buyer told so. (Points move only in the
+				// transaction above, which did not spend them: nothing to cancel.)
+				let charge_: ChargeOutcome = "none";
+				if (charge.approved && error !== null && before.method !== "points") charge_ = await this.voidCharge(provider, `payment-${before.id}`, String(before.id));
 				if (error === null && payment.status === "SUCCESS") {
 					// Broadcast: the slots service drops the jobs, the product's actor (wherever it runs) marks it PAID.
 					this.broker.broadcast(SLOT_PAID, { slotId: String(payment.slot_id), productId } satisfies SlotPaid);
 					await this.tell(payment, "payment.receipt");
 					return { payment: publicPayment(payment) };
 				}
-				if (error) await this.tell(payment, "payment.failed");
+				if (error) await this.tell(payment, "payment.failed", charge_);
 				const view = publicPayment(payment);
-				if (error === "DECLINED") throw declined(view);
-				if (error === "SLOT_EXPIRED") throw slotExpired({ payment: view });
-				if (error === "SLOT_NOT_HELD") throw conflict("This slot was paid by another payment", "SLOT_NOT_HELD", { payment: view });
+				const chargeData = charge_ === "none" ? {} : { charge: charge_ === "voided" ? "VOIDED" : "REFUND_PENDING" };
+				const chargeWords = charge_ === "voided" ? "; the charge was cancelled" : charge_ === "refund_pending" ? "; the charge will be refunded" : "";
+				if (error === "DECLINED") throw new StoreClientError(`The payment was declined${chargeWords}`, 402, "PAYMENT_DECLINED", { payment: view, ...chargeData });
+				if (error === "SLOT_EXPIRED") throw new StoreClientError(`The slot expired before it was paid${chargeWords}`, 410, "SLOT_EXPIRED", { payment: view, ...chargeData });
+				if (error === "SLOT_NOT_HELD") throw conflict(`This slot was paid by another payment${chargeWords}`, "SLOT_NOT_HELD", { payment: view, ...chargeData });
 				// A concurrent confirm decided it first: answer with what it decided.
 				if (view.status === "SUCCESS") return { payment: view };
 				throw conflict("This payment already failed; start a new one", "PAYMENT_FAILED", { payment: view });
@@ -218,7 +234,20 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 		},
 
 		/** The buyer is told the result either way: a receipt, or why it failed. */
-		async tell(this: PaymentsThis, p: PaymentRow, kind: "payment.receipt" | "payment.failed") {
+		/** Cancels an approved charge: "voided", or "refund_pending" when the gateway could not (logged for the operators). */
+		async voidCharge(this: PaymentsThis, provider: PaymentProvider, key: string, paymentId: string): Promise<ChargeOutcome> {
+			for (let attempt = 0; attempt < 3; attempt++) {
+				try {
+					if (await provider.void(key)) return "voided";
+				} catch (err) {
+					this.logger.warn(`Voiding the charge of payment ${paymentId}:`, (err as Error).message);
+				}
+			}
+			this.logger.error(`Payment ${paymentId}: the charge could not be voided; refund it by hand (gateway key ${key}).`);
+			return "refund_pending";
+		},
+
+		async tell(this: PaymentsThis, p: PaymentRow, kind: "payment.receipt" | "payment.failed", charge: ChargeOutcome = "none") {
 			const who = await sql.receiptFacts(this.db, p.user_id, p.slot_id);
 			const locale = this.config.locale;
 			const facts = { loginId: who.login_id, productName: who.name, paymentId: String(p.id) };
@@ -230,6 +259,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 							reason: String(p.failure_reason),
 							payUrl: `${this.config.publicUrl}/p/${who.product_id}`,
 							canRetry: p.failure_reason === "PAYMENT_DECLINED",
+							charge,
 						})),
 				channel: "email",
 				recipient: who.email,

@@ -178,8 +178,18 @@ export const buyerMessages = {
 		};
 	},
 
-	paymentFailed(locale: Locale, p: { loginId: string; productName: string; paymentId: string; reason: string; payUrl: string; canRetry: boolean }): Rendered {
+	paymentFailed(
+		locale: Locale,
+		p: { loginId: string; productName: string; paymentId: string; reason: string; payUrl: string; canRetry: boolean; charge?: "none" | "voided" | "refund_pending" }
+	): Rendered {
 		const reason = PAYMENT_REASONS[p.reason]?.[locale] ?? p.reason;
+		// What became of the money, truthfully: a charge made for a slot that could no longer be paid was cancelled (or is to be refunded).
+		const money =
+			p.charge === "voided"
+				? { ko: "승인된 결제는 취소되었으며 금액은 청구되지 않습니다.", en: "The charge was approved and has been cancelled: you will not pay for it." }
+				: p.charge === "refund_pending"
+					? { ko: "결제 금액이 청구되었으며, 환불해 드리겠습니다.", en: "You were charged; we will refund it." }
+					: { ko: "결제된 금액은 없습니다.", en: "You were not charged." };
 		return {
 			kind: MESSAGE_KINDS.paymentFailed,
 			...(locale === "ko"
@@ -187,13 +197,13 @@ export const buyerMessages = {
 						subject: `[${p.productName}] 결제에 실패했습니다`,
 						text:
 							`${p.loginId}님, ${p.productName} 결제(번호 ${p.paymentId})에 실패했습니다: ${reason}.\n` +
-							(p.canRetry ? `구매 자격이 남아 있는 동안 다른 수단으로 다시 결제하실 수 있습니다: ${p.payUrl}` : `결제된 금액은 없습니다.`),
+							(p.canRetry ? `구매 자격이 남아 있는 동안 다른 수단으로 다시 결제하실 수 있습니다: ${p.payUrl}` : money.ko),
 					}
 				: {
 						subject: `Your payment for ${p.productName} failed`,
 						text:
 							`Hello ${p.loginId}, your payment ${p.paymentId} for ${p.productName} failed: ${reason}.\n` +
-							(p.canRetry ? `You can try again, with another method if you like, while your slot is held: ${p.payUrl}` : `You were not charged.`),
+							(p.canRetry ? `You can try again, with another method if you like, while your slot is held: ${p.payUrl}` : money.en),
 					}),
 		};
 	},

@@ -49,3 +49,23 @@ describe("chat texts", () => {
 		expect(chatSafe("plain name")).toBe("plain name");
 	});
 });
+
+describe("the simulated payment ledger (issue 22, point 10)", () => {
+	it("forgets charges older than its retention, oldest first", async () => {
+		const { SimulatedLedger } = await import("../../services/payments/provider");
+		let now = 1_000_000;
+		const ledger = new SimulatedLedger(60_000, () => now);
+		const approve = () => Promise.resolve({ approved: true as const, reference: "r" });
+		for (let i = 0; i < 100; i++) await ledger.charge(`k-${i}`, approve);
+		expect(ledger.size).toBe(100);
+		now += 30_000;
+		await ledger.charge("k-late", approve);
+		expect(ledger.size).toBe(101);
+		now += 31_000;
+		// The first hundred are past the minute; the late one is not.
+		await ledger.charge("k-last", approve);
+		expect(ledger.size).toBe(2);
+		expect(ledger.charged.has("k-0")).toBe(false);
+		expect(ledger.charged.get("k-late")).toBe(1);
+	});
+});
