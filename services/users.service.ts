@@ -176,8 +176,10 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 			},
 		},
 
+		/** A user's public view (e-mail included): admins and nodes only. */
 		get: {
 			visibility: "public",
+			auth: "admin",
 			params: { id: { type: "string", numeric: true } },
 			async handler(this: UsersThis, ctx: Ctx<{ id: string }>) {
 				const user = await this.db.getRepository(User).findOneBy({ id: ctx.params.id });
