@@ -86,9 +86,11 @@ export function asNode(broker: ServiceBroker): { meta: { identity: string } } {
 export function identityMiddleware(config: Config): Middleware {
 	return {
 		name: "Identity",
-		localAction(handler: (ctx: Ctx<unknown>) => unknown, action: { auth?: ActionAuth; name?: string }) {
+		localAction(handler: (ctx: Ctx<unknown>) => unknown, action: { auth?: ActionAuth; name?: string; cache?: unknown }) {
 			const need = action.auth;
 			if (need !== undefined && need !== "user" && need !== "admin") throw new Error(`Action ${action.name}: auth must be "user" or "admin", got ${String(need)}`);
+			// Moleculer's cacher wraps outside this middleware: a cached answer would skip the check.
+			if (need !== undefined && (action as { cache?: unknown }).cache) throw new Error(`Action ${action.name}: an action with auth must not be cached (the cache answers before the identity check)`);
 			return function checkIdentity(this: unknown, ctx: Ctx<unknown>) {
 				const meta = ctx.meta as Ctx<unknown>["meta"] & { identity?: unknown };
 				if (need === undefined) {
