@@ -1,7 +1,8 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import type { Config } from "./config";
 import { channelsMiddleware } from "./lib/channels";
-import { StorePrometheusReporter } from "./lib/metrics-reporter";
+import { identityMiddleware } from "./lib/identity";
+import { HOST_DETAILS, StorePrometheusReporter } from "./lib/metrics-reporter";
 import { LocalFirstStrategy } from "./lib/strategies";
 import { TransportWatch } from "./lib/transport-watch";
 import { StoreValidator } from "./lib/validation";
@@ -91,11 +92,14 @@ export function brokerOptions(config: Config): BrokerOptions {
 		validator: new StoreValidator(),
 		metrics: {
 			enabled: true,
-			reporter: [new StorePrometheusReporter({ port: config.metricsPort, path: "/metrics" }) as any],
+			// No host details (hostname, OS user, addresses, MAC...); the listener on METRICS_HOST only.
+			reporter: [new StorePrometheusReporter({ port: config.metricsPort, host: config.metricsHost, token: config.metricsToken, path: "/metrics", excludes: HOST_DETAILS }) as any],
 		},
 		tracing: { enabled: false },
 		// The notifier's durable channel (JetStream with a TRANSPORTER): any node may publish to it.
-		middlewares: [channelsMiddleware(config), transport.middleware()],
+		// identityMiddleware: each action's declared `auth` ("user" | "admin") checked against the signed
+		// identity in meta (lib/identity.ts): a node on NATS is not a user.
+		middlewares: [identityMiddleware(config), channelsMiddleware(config), transport.middleware()],
 
 		// The operators' commands (repl/), beside Moleculer's own.
 		replCommands: replCommands as BrokerOptions["replCommands"],

@@ -7,6 +7,8 @@ async function main(): Promise<void> {
 	const broker = createBroker(config);
 	if (config.jwtSecretGenerated)
 		broker.logger.warn("JWT_SECRET is not set: using a random secret for this process; tokens die with it.");
+	if (config.transporter && config.nodeSecretDerived)
+		broker.logger.warn("NODE_SECRET is not set: the nodes' identity secret is derived from JWT_SECRET; set NODE_SECRET (32+ bytes, the same on every node) so that the key minting tokens is not the one every node signs with.");
 	await broker.start();
 	if (process.argv.includes("--repl")) broker.repl();
 }

@@ -154,6 +154,8 @@ async function main() {
 			users: { type: "string", default: "100000" },
 			rounds: { type: "string", default: "3" },
 			quick: { type: "boolean", default: false },
+			/** Only some parts: any of soldout, grants, sales (comma list). */
+			only: { type: "string", default: "soldout,grants,sales" },
 			out: { type: "string" },
 		},
 	});
@@ -169,11 +171,12 @@ async function main() {
 	const meta = { when: new Date().toISOString(), cpus: os.cpus().length, loadBefore: os.loadavg()[0].toFixed(2) };
 	const rows: Row[] = [];
 	const sales: SaleRow[] = [];
+	const parts = new Set(values.only!.split(","));
 	const sz = { seconds, warmSeconds: Math.min(2, seconds), buyers, openSeconds: 0, standIn: 0, saleUsers: 0, saleStock: 0, rounds };
 
 	await withStore(buyers, dir, async rig => {
 		const url = rig.store.targets[0];
-		for (const c of conns) {
+		for (const c of parts.has("soldout") ? conns : []) {
 			say(`sold-out and bare at ${c} connections`);
 			const bareServer = await startServer("bare.js", {});
 			const bareRuns: WrkResult[] = [];
@@ -188,7 +191,7 @@ async function main() {
 				await bareServer.stop();
 			}
 		}
-		for (const c of conns) {
+		for (const c of parts.has("grants") ? conns : []) {
 			say(`grants at ${c} connections`);
 			const product = await createProduct(rig, rig.buyers.length);
 			await readyForSale(rig, product);
@@ -197,7 +200,7 @@ async function main() {
 			rows.push({ ...row("grants", c, g), inDb: await granted(rig.databaseUrl, product) });
 		}
 	});
-	for (const stock of stocks) {
+	for (const stock of parts.has("sales") ? stocks : []) {
 		say(`sale: ${users} buyers, ${stock} units, 1,000 connections`);
 		const rep = await runSale({ users, stock, products: 1, connections: quick ? 100 : 1000, openInSeconds: 3, progress: false, keepDb: true });
 		const dbUrl = new URL(process.env.LOADTEST_ADMIN_DB_URL ?? "postgres://postgres@127.0.0.1:5432/postgres");

@@ -1,5 +1,6 @@
 import os from "node:os";
 import proxyaddr from "proxy-addr";
+import { isOneEmail } from "../lib/validation";
 
 /** Every setting the store reads from the environment, parsed and checked once. */
 export interface Config {
@@ -15,10 +16,28 @@ export interface Config {
 	/** True when no JWT_SECRET was given and one was generated for this process. */
 	jwtSecretGenerated: boolean;
 	jwtExpiresInSeconds: number;
+	/**
+	 * The nodes' own secret: signs the identity a gateway (or the REPL) hands the services in
+	 * `meta.identity`, and the allocator's sold-out flags (lib/identity.ts). NODE_SECRET, or derived
+	 * from JWT_SECRET when unset (every node already holds that one).
+	 */
+	nodeSecret: string;
+	/** True when NODE_SECRET was not given and the secret is derived from JWT_SECRET. */
+	nodeSecretDerived: boolean;
 	metricsPort: number;
+	/** Address the metrics listener binds (METRICS_HOST): loopback unless told otherwise. */
+	metricsHost: string;
+	/** When set, /metrics (gateway and listener) answers only `Authorization: Bearer <token>`. */
+	metricsToken: string | null;
 	claimRatePerSecond: number;
+	/** Failed logins per minute for one login id from one client address (the strict limit). */
 	loginFailuresPerMinutePerLoginId: number;
 	loginFailuresPerMinutePerAddress: number;
+	/**
+	 * Failed logins per minute for one login id from all addresses together: a ceiling far above the
+	 * strict limit, so that nobody can lock an account (the admin's) out from addresses of their own.
+	 */
+	loginFailuresPerMinutePerIdCeiling: number;
 	/** Sign-ups per hour: per e-mail address, per client address. */
 	signupsPerHour: { perEmail: number; perAddress: number };
 	/** Forgot-password requests per hour: per e-mail address, per client address. */
@@ -83,6 +102,17 @@ export interface Config {
 	logLevel: string;
 	/** Address the gateway listens on. */
 	host: string;
+	/** The gateway's own HTTP server: slow or greedy clients are cut (issue 22, point 10). */
+	http: {
+		/** A request's headers must arrive within this (HTTP_HEADERS_TIMEOUT_MS). */
+		headersTimeoutMs: number;
+		/** A whole request (headers and body) must arrive within this (HTTP_REQUEST_TIMEOUT_MS). */
+		requestTimeoutMs: number;
+		/** Open connections one gateway accepts; beyond, new ones are closed at once (HTTP_MAX_CONNECTIONS). */
+		maxConnections: number;
+		/** Request headers kept per request (HTTP_MAX_HEADERS); the header block is also bounded to 16 KiB (431). */
+		maxHeaders: number;
+	};
 }
 
 export class ConfigError extends Error {
@@ -154,9 +184,32 @@ function trustedProxies(env: Env): string[] {
 	return list;
 }
 
+function httpLimits(env: Env): Config["http"] {
+	const headersTimeoutMs = int(env, "HTTP_HEADERS_TIMEOUT_MS", 10_000, 100);
+	const requestTimeoutMs = int(env, "HTTP_REQUEST_TIMEOUT_MS", 30_000, 100);
+	if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError("HTTP_HEADERS_TIMEOUT_MS must not be more than HTTP_REQUEST_TIMEOUT_MS");
+	return { headersTimeoutMs, requestTimeoutMs, maxConnections: int(env, "HTTP_MAX_CONNECTIONS", 20_000, 1), maxHeaders: int(env, "HTTP_MAX_HEADERS", 100, 1) };
+}
+
+function metricsToken(env: Env): string | null {
+	const t = text(env, "METRICS_TOKEN");
+	if (t !== null && t.length < 16) throw new ConfigError("METRICS_TOKEN must be at least 16 characters");
+	return t;
+}
+
 function generatedSecret(): string {
 	// Random per start: tokens from an earlier run stop working, which is right for a demo node.
 	return require("node:crypto").randomBytes(32).toString("base64url");
+}
+
+/**
+ * With no NODE_SECRET, the node secret is derived from JWT_SECRET (one-way, and labelled, so the
+ * two keys never sign the same bytes): every node of a cluster already holds JWT_SECRET, and a
+ * single process gets a fresh one per start with it. A separate NODE_SECRET keeps the key that
+ * mints buyers' tokens off nodes that do not need it, so it is what a cluster should set.
+ */
+function derivedNodeSecret(jwtSecret: string): string {
+	return require("node:crypto").createHmac("sha256", jwtSecret).update("dopamine node identity v1").digest("base64url");
 }
 
 export function loadConfig(env: Env = process.env): Config {
@@ -166,8 +219,16 @@ export function loadConfig(env: Env = process.env): Config {
 		throw new ConfigError(
 			"JWT_SECRET is required when TRANSPORTER is set: every node of a cluster must verify the same tokens"
 		);
-	if (givenSecret && givenSecret.length < 16)
-		throw new ConfigError("JWT_SECRET must be at least 16 characters");
+	// HS256's key: at least the hash's own 32 bytes (RFC 7518 §3.2), e.g. openssl rand -hex 32.
+	if (givenSecret && Buffer.byteLength(givenSecret, "utf8") < 32)
+		throw new ConfigError("JWT_SECRET must be at least 32 bytes (e.g. openssl rand -hex 32)");
+
+	const givenNodeSecret = text(env, "NODE_SECRET");
+	if (givenNodeSecret && Buffer.byteLength(givenNodeSecret, "utf8") < 32)
+		throw new ConfigError("NODE_SECRET must be at least 32 bytes (e.g. openssl rand -hex 32)");
+	if (givenNodeSecret && givenSecret && givenNodeSecret === givenSecret)
+		throw new ConfigError("NODE_SECRET must differ from JWT_SECRET");
+	const jwtSecret = givenSecret ?? generatedSecret();
 
 	const services = text(env, "SERVICES");
 	const adminLogin = text(env, "ADMIN_LOGIN_ID");
@@ -175,6 +236,7 @@ export function loadConfig(env: Env = process.env): Config {
 	const adminEmail = text(env, "ADMIN_EMAIL");
 	if ((adminLogin || adminPassword || adminEmail) && !(adminLogin && adminPassword && adminEmail))
 		throw new ConfigError("ADMIN_LOGIN_ID, ADMIN_PASSWORD and ADMIN_EMAIL must be set together");
+	if (adminEmail && !isOneEmail(adminEmail)) throw new ConfigError("ADMIN_EMAIL must be exactly one e-mail address, such as admin@example.com");
 
 	const agendaBackend = (text(env, "AGENDA_BACKEND") ?? "postgres").toLowerCase();
 	if (agendaBackend !== "postgres" && agendaBackend !== "mongo")
@@ -196,13 +258,18 @@ export function loadConfig(env: Env = process.env): Config {
 		nodeId: text(env, "NODE_ID") ?? `${os.hostname()}-${process.pid}`,
 		namespace: text(env, "NAMESPACE") ?? "",
 		services: services ? services.split(",").map(s => s.trim()).filter(Boolean) : null,
-		jwtSecret: givenSecret ?? generatedSecret(),
+		jwtSecret,
 		jwtSecretGenerated: !givenSecret,
 		jwtExpiresInSeconds: int(env, "JWT_EXPIRES_IN_SECONDS", 3600, 1),
+		nodeSecret: givenNodeSecret ?? derivedNodeSecret(jwtSecret),
+		nodeSecretDerived: !givenNodeSecret,
 		metricsPort: int(env, "METRICS_PORT", 3030),
+		metricsHost: text(env, "METRICS_HOST") ?? "127.0.0.1",
+		metricsToken: metricsToken(env),
 		claimRatePerSecond: int(env, "CLAIM_RATE_PER_SECOND", 5, 1),
 		loginFailuresPerMinutePerLoginId: perId,
 		loginFailuresPerMinutePerAddress: perAddress,
+		loginFailuresPerMinutePerIdCeiling: int(env, "LOGIN_FAILURES_PER_MINUTE_PER_ID", Math.max(100, perId), 1),
 		signupsPerHour: perEmailAndAddress(env, "SIGNUPS_PER_HOUR", 5, 100),
 		passwordForgotPerHour: perEmailAndAddress(env, "PASSWORD_FORGOT_PER_HOUR", 5, 30),
 		passwordResetsPerHourPerAddress: int(env, "PASSWORD_RESETS_PER_HOUR", 30, 1),
@@ -246,6 +313,7 @@ export function loadConfig(env: Env = process.env): Config {
 		bodyLimit: text(env, "BODY_LIMIT") ?? "16kb",
 		logLevel: text(env, "LOG_LEVEL") ?? "info",
 		host: text(env, "HOST") ?? "0.0.0.0",
+		http: httpLimits(env),
 	};
 }
 

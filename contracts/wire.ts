@@ -35,4 +35,8 @@ export interface SoldOutFlag {
 	 * SALE_NOT_OPEN until then, for as long as the lease runs. Absent: the actor deems it open.
 	 */
 	saleAt?: string;
+	/** When the allocator signed it (ms since the epoch): a gateway refuses an old one (lib/identity.ts). */
+	signedAt?: number;
+	/** HMAC of the flag with the nodes' secret: a gateway applies only a flag a node signed. */
+	sig?: string;
 }

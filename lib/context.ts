@@ -10,7 +10,13 @@ export interface AuthUser {
 }
 
 export interface StoreMeta {
+	/**
+	 * Who is calling, as verified from `identity` by lib/identity.ts's middleware: set only inside
+	 * an action that declares `auth`; never believed as sent.
+	 */
 	user?: AuthUser;
+	/** The caller's identity, signed with the nodes' secret by the gateway or the REPL (lib/identity.ts). */
+	identity?: string;
 	/** The HTTP client's address, for per-address limits. */
 	clientIp?: string;
 	/** The Idempotency-Key header, for payments. */

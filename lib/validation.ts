@@ -62,3 +62,23 @@ export class StoreValidator extends Validators.Fastest {
 		refuseControls((this as unknown as { validator: FastestLike }).validator);
 	}
 }
+
+/**
+ * Exactly one e-mail address, dot-atom form (name@example.com): no list ("a@x.com,b@y.com"), no
+ * display name, no quoted local part, no group. nodemailer sends to every address a recipient
+ * string names, so any field that ends up as a recipient must be one address (issue 22, point 5).
+ */
+export const ONE_EMAIL =
+	/^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+
+export const isOneEmail = (text: string): boolean => text.length <= 254 && ONE_EMAIL.test(text);
+
+/** The params rule of an e-mail field: trimmed, lower-cased, one address. */
+export const emailRule = {
+	type: "string",
+	max: 254,
+	trim: true,
+	lowercase: true,
+	pattern: ONE_EMAIL,
+	messages: { stringPattern: "The 'email' field must be exactly one e-mail address, such as name@example.com." },
+};

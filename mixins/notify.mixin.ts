@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { asNode } from "../lib/identity";
 import type { Service, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { MessageBatch, MessageBody, NOTIFICATIONS_CHANNEL } from "../contracts";
 import type { ChannelBroker } from "../lib/channels";
@@ -57,7 +58,8 @@ export function NotifyMixin(): Partial<ServiceSchema<ServiceSettingSchema, any>>
 			},
 
 			async cancelNotification(this: WithNotify, dedupeKey: string) {
-				return this.broker.call("notifier.cancel", { dedupeKey });
+				// notifier.cancel is an admin action: the node signs for itself (lib/identity.ts).
+				return this.broker.call("notifier.cancel", { dedupeKey }, asNode(this.broker));
 			},
 		},
 	};

@@ -1,13 +1,15 @@
 import type { ServiceBroker } from "moleculer";
 import type { AuthUser } from "../lib/context";
+import { actingAs } from "../lib/identity";
 
 /**
  * The operators' REPL commands (moleculer-repl custom commands), one file per topic. Admin
- * operations are service actions that check `meta.user`; a REPL operator is already trusted (they
- * run the node), so the commands call them as this admin identity.
+ * operations are service actions that declare `auth: "admin"`; a REPL operator is already trusted
+ * (they run the node, and hold its secret), so the commands call them as this admin identity,
+ * signed with the node secret like a gateway's (lib/identity.ts), fresh for each call.
  */
 export const REPL_ADMIN: AuthUser = { id: "repl", role: "admin" };
-export const asAdmin = { meta: { user: REPL_ADMIN } };
+export const asAdmin = (broker: ServiceBroker) => actingAs(broker, REPL_ADMIN);
 
 export interface ReplArgs {
 	options: Record<string, unknown>;

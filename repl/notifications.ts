@@ -17,7 +17,7 @@ export const deliveriesCommand: ReplCommand = {
 		const params: Record<string, unknown> = {};
 		if (args.options.failed) params.status = "FAILED";
 		if (args.options.page) params.page = Number(args.options.page);
-		const { notifications }: any = await broker.call(NOTIFIER_LIST, params, asAdmin);
+		const { notifications }: any = await broker.call(NOTIFIER_LIST, params, asAdmin(broker));
 		say(`${notifications.length} deliver${notifications.length === 1 ? "y" : "ies"}${args.options.failed ? " failed" : ""}`);
 		say(
 			table(
@@ -32,7 +32,7 @@ export const resendCommand: ReplCommand = {
 	command: "resend <deliveryId>",
 	description: "Send one delivery again (a failed one, or any by id)",
 	action: guarded(async (broker, args) => {
-		await broker.call(NOTIFIER_RESEND, { id: String(args.deliveryId) }, asAdmin);
+		await broker.call(NOTIFIER_RESEND, { id: String(args.deliveryId) }, asAdmin(broker));
 		say(`Delivery ${args.deliveryId} queued to be sent again.`);
 	}),
 };

@@ -6,7 +6,7 @@ export const saleCommand: ReplCommand = {
 	command: "sale <productId>",
 	description: "A sale's live state: stock, held, paid, expired, remaining, claims/s, its actor's epoch, queue and owner node",
 	action: guarded(async (broker, args) => {
-		const s: any = await broker.call("sales.state", { productId: String(args.productId) }, asAdmin);
+		const s: any = await broker.call("sales.state", { productId: String(args.productId) }, asAdmin(broker));
 		const p = s.product;
 		say(`Sale ${p.id} "${p.name}": ${p.status}, opens ${p.saleAt}`);
 		say(`  stock ${p.stock}  held ${p.held}  paid ${p.paid}  expired ${p.expired}  remaining ${p.remaining}`);
@@ -19,7 +19,7 @@ export const salesCommand: ReplCommand = {
 	command: "sales",
 	description: "All of today's sales (opening within a day of now) with their live numbers",
 	action: guarded(async broker => {
-		const s: any = await broker.call("sales.live", {}, asAdmin);
+		const s: any = await broker.call("sales.live", {}, asAdmin(broker));
 		say(`${s.products.length} sale(s) today; ${s.nodes.length} node(s), allocators: ${s.allocatorNodes.join(", ") || "-"}`);
 		say(
 			table(
@@ -34,7 +34,7 @@ export const ownersCommand: ReplCommand = {
 	command: "owners",
 	description: "Which allocator node owns which of today's products (rendezvous hashing over the available allocator nodes)",
 	action: guarded(async broker => {
-		const o: any = await broker.call("sales.owners", {}, asAdmin);
+		const o: any = await broker.call("sales.owners", {}, asAdmin(broker));
 		say(`allocator nodes: ${o.allocatorNodes.join(", ") || "-"}`);
 		say(table(["product", "name", "owner", "epoch", "loaded", "queue"], o.products.map((p: any) => [p.id, p.name, p.owner, p.epoch, p.loaded ? "yes" : "no", p.depth])));
 	}),
@@ -45,7 +45,7 @@ export const reportCommand: ReplCommand = {
 	description: "A sale's report: order check verdict, timings, claims by outcome, grants and payments (--json for all of it)",
 	options: [{ option: "--json", description: "print the whole report as JSON" }],
 	action: guarded(async (broker, args) => {
-		const { report: r }: any = await broker.call("sales.report", { productId: String(args.productId) }, asAdmin);
+		const { report: r }: any = await broker.call("sales.report", { productId: String(args.productId) }, asAdmin(broker));
 		if (args.options.json) return say(JSON.stringify(r, null, 2));
 		say(`Report of sale ${r.product.id} "${r.product.name}" (stock ${r.product.stock}, opened ${r.product.saleAt})`);
 		say(`  order check: ${r.orderCheck.verdict}`);

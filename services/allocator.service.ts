@@ -6,6 +6,7 @@ import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import { buyerMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { notFound, refusedForNow, unauthorized, unavailable } from "../lib/errors";
+import { signFlag } from "../lib/identity";
 import { INDEX_PATHS_ONLY, isId } from "../lib/sql";
 import { availableNodes } from "../lib/registry";
 import { ownerOf } from "../lib/strategies/rendezvous";
@@ -60,12 +61,25 @@ const wireSlot = (productId: string, s: ActiveSlot): WireSlot => ({
 	seq: s.seq,
 });
 
-function refusalError(e: ClaimRefused) {
+/** The database's own words stay in the log (at most a line a second: an outage fails every claim). */
+let lastUnavailableLog = 0;
+function logUnavailable(logger: { warn(...a: unknown[]): void }, text: string) {
+	const now = Date.now();
+	if (now - lastUnavailableLog < 1000) return;
+	lastUnavailableLog = now;
+	logger.warn(`Claims answered 503 UNAVAILABLE: ${text}`);
+}
+
+const UNREACHABLE = "The sale is not reachable just now; try again";
+
+function refusalError(e: ClaimRefused, logger: { warn(...a: unknown[]): void }) {
 	switch (e.reason) {
 		case "BUSY":
 			return refusedForNow(e.message, "BUSY", 1);
 		case "UNAVAILABLE":
-			return refusedForNow(e.message, "UNAVAILABLE", 1);
+			// The actor's message carries the driver's error: logged here, never sent to the buyer.
+			logUnavailable(logger, e.message);
+			return refusedForNow(UNREACHABLE, "UNAVAILABLE", 1);
 		case "NOT_FOUND":
 			return notFound("Product", "PRODUCT_NOT_FOUND");
 		case "UNKNOWN_BUYER":
@@ -98,7 +112,7 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 				try {
 					a = await actor.claim(userId);
 				} catch (err) {
-					if (err instanceof ClaimRefused) throw refusalError(err);
+					if (err instanceof ClaimRefused) throw refusalError(err, this.logger);
 					throw err;
 				} finally {
 					this.broker.metrics.set(METRICS.queueDepth, actor.depth, { product: productId });
@@ -119,7 +133,8 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 			retryPolicy: { enabled: true },
 			params: {},
 			handler(this: AllocatorThis): SoldOutFlag[] {
-				return [...this.actors.values()].map(a => a.currentFlag()).filter((f): f is SoldOutFlag => f !== null);
+				const now = Date.now();
+				return [...this.actors.values()].map(a => a.currentFlag()).filter((f): f is SoldOutFlag => f !== null).map(f => signFlag(this.config.nodeSecret, f, now));
 			},
 		},
 
@@ -185,7 +200,8 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 					},
 					flag: flag => {
 						metrics.set(METRICS.remaining, this.actors.get(productId)?.remaining ?? 0, { product: productId });
-						this.broker.broadcast(SOLD_OUT_FLAG, flag);
+						// Signed: gateways apply no flag a node did not sign (lib/identity.ts).
+						this.broker.broadcast(SOLD_OUT_FLAG, signFlag(this.config.nodeSecret, flag));
 					},
 					tookOver: epoch => {
 						metrics.increment(METRICS.takeovers, { product: productId });
@@ -227,7 +243,8 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 				return found;
 			} catch (err) {
 				this.known.delete(productId);
-				throw refusedForNow(`The sale is not reachable just now; try again (${(err as Error).message})`, "UNAVAILABLE", 1);
+				logUnavailable(this.logger, (err as Error).message);
+				throw refusedForNow(UNREACHABLE, "UNAVAILABLE", 1);
 			}
 		},
 

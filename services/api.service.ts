@@ -6,7 +6,8 @@ import type { Config } from "../config";
 import { PRODUCT_CHANGED, ProductChanged, SOLD_OUT_FLAG, SoldOutFlag, TOKENS_REVOKED, TokensRevoked } from "../contracts";
 import { BearerVerifier, bearerVerifier } from "../lib/auth";
 import type { AuthUser, StoreMeta } from "../lib/context";
-import { forbidden, unauthorized, unavailable } from "../lib/errors";
+import { forbidden, StoreClientError, unauthorized, unavailable } from "../lib/errors";
+import { signIdentity, verifyFlag } from "../lib/identity";
 import { availableNodes } from "../lib/registry";
 import { TokenRevocations } from "../lib/revocations";
 import { ensureStoreMetrics } from "../lib/store-metrics";
@@ -18,6 +19,24 @@ import { apiRoutes } from "./api/routes";
 
 type Req = http.IncomingMessage;
 type Res = http.ServerResponse;
+
+/** The request line and headers of one request, at most (431 beyond). */
+const MAX_HEADER_BYTES = 16 * 1024;
+/** The largest body a claim may announce (it needs none). */
+const CLAIM_BODY_MAX = 1024;
+
+function claimBodyTooLarge(req: Req): boolean {
+	if (req.headers["transfer-encoding"] !== undefined) return true;
+	const length = req.headers["content-length"];
+	return length !== undefined && !(/^\d{1,4}$/.test(length) && Number(length) <= CLAIM_BODY_MAX);
+}
+
+/** 413 now, then the connection closed: the announced body is never read (nor drained for keep-alive). */
+function refuseUnread(req: Req, res: Res): void {
+	res.shouldKeepAlive = false;
+	res.on("finish", () => req.socket.destroy());
+	sendError(res, new StoreClientError("A claim has no body", 413, "PAYLOAD_TOO_LARGE"));
+}
 
 const REVOKED = "This token was revoked (password reset or role change): sign in again";
 /** How often a gateway re-reads revocations, in case it missed a broadcast. */
@@ -69,7 +88,9 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 
 		events: {
 			[SOLD_OUT_FLAG](this: ApiThis, ctx: Context<SoldOutFlag>) {
-				this.gate.applyFlag(ctx.params, Date.now());
+				// Only a flag a node signed, recent, with no longer a lease than ours (lib/identity.ts).
+				const now = Date.now();
+				if (verifyFlag(config.nodeSecret, ctx.params, config.soldOutLeaseMs, now)) this.gate.applyFlag(ctx.params, now);
 			},
 			[PRODUCT_CHANGED](this: ApiThis, ctx: Context<ProductChanged>) {
 				const p = ctx.params;
@@ -89,7 +110,7 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 
 		methods: {
 			/** moleculer-web's authentication hook: the verified token's user becomes ctx.meta.user. */
-			async authenticate(this: ApiThis, ctx: Context, _route: unknown, req: Req): Promise<AuthUser> {
+			async authenticate(this: ApiThis, ctx: Context<unknown, StoreMeta>, _route: unknown, req: Req): Promise<AuthUser> {
 				const user = await this.verifyBearer(req);
 				if (!user) throw unauthorized();
 				// Revoked tokens (password reset, role change): from memory, then authoritatively (these
@@ -100,6 +121,8 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 					this.revocations.apply({ userId: user.id, notBefore });
 					if (this.revocations.revoked(user)) throw unauthorized(REVOKED);
 				}
+				// What the services believe (lib/identity.ts): the verified user, signed with the nodes' secret.
+				ctx.meta.identity = signIdentity(config.nodeSecret, user);
 				return user;
 			},
 
@@ -136,7 +159,7 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 					availableNodes(this.broker, "allocator.flags").map(async nodeID => {
 						const flags: SoldOutFlag[] = await this.broker.call("allocator.flags", {}, { nodeID });
 						const now = Date.now();
-						for (const f of flags) this.gate.applyFlag(f, now);
+						for (const f of flags) if (verifyFlag(config.nodeSecret, f, config.soldOutLeaseMs, now)) this.gate.applyFlag(f, now);
 					})
 				);
 			},
@@ -152,16 +175,31 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 			this.pages = loadPages();
 			ensureStoreMetrics(this.broker);
 			this.closing = false;
-			this.server = http.createServer((req, res) => {
+			// Slow clients are cut: headers within HTTP_HEADERS_TIMEOUT_MS, the whole request within
+			// HTTP_REQUEST_TIMEOUT_MS (Node's defaults, 60 s and 300 s, let a thousand half-sent requests
+			// sit for five minutes), checked every second; at most HTTP_MAX_CONNECTIONS at once.
+			const options: http.ServerOptions = {
+				headersTimeout: config.http.headersTimeoutMs,
+				requestTimeout: config.http.requestTimeoutMs,
+				connectionsCheckingInterval: 1000,
+				maxHeaderSize: MAX_HEADER_BYTES,
+			};
+			this.server = http.createServer(options, (req, res) => {
 				if (this.closing) res.shouldKeepAlive = false;
 				const productId = claimTarget(req);
-				if (productId !== null) return void this.claims.handle(req, res, productId)?.catch(err => sendError(res, err));
+				if (productId !== null) {
+					// A claim has no body: one announced beyond a few bytes is refused before a byte of it is read.
+					if (claimBodyTooLarge(req)) return refuseUnread(req, res);
+					return void this.claims.handle(req, res, productId)?.catch(err => sendError(res, err));
+				}
 				if (this.pages?.handle(req, res)) return;
 				this.httpHandler(req, res);
 			});
 			// Longer than a load balancer's idle timeout, so the server is never the one to close a
 			// kept-alive connection a client is about to reuse (that shows as a reset request).
 			this.server.keepAliveTimeout = 65_000;
+			this.server.maxHeadersCount = config.http.maxHeaders;
+			this.server.maxConnections = config.http.maxConnections;
 		},
 
 		async started(this: ApiThis) {

@@ -9,7 +9,7 @@ import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import type { ChannelBroker } from "../lib/channels";
 import { streamNameOf } from "../lib/channels";
 import type { Ctx } from "../lib/context";
-import { forbidden, notFound } from "../lib/errors";
+import { notFound } from "../lib/errors";
 import { GroupWriter } from "../lib/group-writer";
 import { operatorMessages } from "../lib/messages";
 import { isId } from "../lib/sql";
@@ -17,6 +17,7 @@ import { backoffMs } from "./notifier/backoff";
 import * as log from "./notifier/delivery-log";
 import { DeliveryRow, NewDelivery } from "./notifier/delivery-log";
 import { DeliveryError, Transport, transportsFor } from "./notifier/transports";
+import { hideSealed, unsealText } from "../lib/sealed";
 
 const PAGE_SIZE = 50;
 const JOB = "notification.due";
@@ -55,6 +56,7 @@ type NotifierThis = WithDb & WithAgenda & WithNotify & {
 	deliver(row: DeliveryRow): Promise<DeliveryRow | null>;
 	readGauges(): Promise<void>;
 	operatorChannels(): string[];
+	listed(row: DeliveryRow): ReturnType<typeof log.wireDelivery>;
 };
 
 /**
@@ -70,6 +72,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 	actions: {
 		/** `GET /api/admin/notifications?status=&channel=&page=`: the log, newest first, 50 a page. */
 		list: {
+			auth: "admin",
 			params: {
 				$$strict: "remove",
 				status: { type: "enum", values: ["PENDING", "SENT", "FAILED", "CANCELLED"], optional: true },
@@ -79,23 +82,22 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 				page: { type: "number", integer: true, positive: true, convert: true, optional: true, default: 1 },
 			},
 			async handler(this: NotifierThis, ctx: Ctx<{ status?: string; channel?: string; kind?: string; recipient?: string; page: number }>) {
-				if (ctx.meta.user && ctx.meta.user.role !== "admin") throw forbidden();
 				const { page, ...filter } = ctx.params;
 				const { rows, total } = await log.listDeliveries(this.db, { ...filter, limit: PAGE_SIZE, offset: (page - 1) * PAGE_SIZE });
-				return { notifications: rows.map(log.wireDelivery), page, pageSize: PAGE_SIZE, total };
+				return { notifications: rows.map(r => this.listed(r)), page, pageSize: PAGE_SIZE, total };
 			},
 		},
 
 		/** `POST /api/admin/notifications/:id/resend`: goes out again now, whatever its status, with fresh tries. */
 		resend: {
+			auth: "admin",
 			params: { $$strict: "remove", id: { type: "string", max: 20 } },
 			async handler(this: NotifierThis, ctx: Ctx<{ id: string }>) {
-				if (ctx.meta.user && ctx.meta.user.role !== "admin") throw forbidden();
 				const row = isId(ctx.params.id) ? await log.resend(this.db, ctx.params.id) : null;
 				if (!row) throw notFound("Notification", "NOTIFICATION_NOT_FOUND");
 				this.wake();
 				ctx.meta.$statusCode = 202;
-				return { notification: log.wireDelivery(row) };
+				return { notification: this.listed(row) };
 			},
 		},
 
@@ -105,9 +107,9 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 		 * REPL: `call notifier.cancel --dedupeKey sale-opened-12`.
 		 */
 		cancel: {
+			auth: "admin",
 			params: { $$strict: "remove", id: { type: "string", max: 20, optional: true }, dedupeKey: { type: "string", min: 1, max: 200, optional: true } },
 			async handler(this: NotifierThis, ctx: Ctx<{ id?: string; dedupeKey?: string }>) {
-				if (ctx.meta.user && ctx.meta.user.role !== "admin") throw forbidden();
 				const { id, dedupeKey } = ctx.params;
 				if (!id && !dedupeKey) throw notFound("Notification", "NOTIFICATION_NOT_FOUND");
 				if (id && !isId(id)) throw notFound("Notification", "NOTIFICATION_NOT_FOUND");
@@ -230,6 +232,16 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 				);
 		},
 
+		/**
+		 * A delivery as admins see it: sealed parts hidden, except in the local mailbox (no SMTP_URL),
+		 * whose whole point is reading the mail from the log (the start-up log says so).
+		 */
+		listed(this: NotifierThis, row: DeliveryRow) {
+			const d = log.wireDelivery(row);
+			d.text = this.config.smtpUrl ? hideSealed(d.text) : unsealText(this.config.nodeSecret, d.text);
+			return d;
+		},
+
 		/** One try of one delivery, its outcome written at once. Returns the row if it FAILED for good. */
 		async deliver(this: NotifierThis, row: DeliveryRow): Promise<DeliveryRow | null> {
 			const id = String(row.id);
@@ -242,7 +254,8 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 							: `unknown channel "${row.channel}"`,
 						true
 					);
-				await transport.send({ id, kind: row.kind, channel: row.channel, recipient: row.recipient, subject: row.subject, text: row.text });
+				// Sealed parts (a reset link) are opened only here, on their way to the recipient (lib/sealed.ts).
+				await transport.send({ id, kind: row.kind, channel: row.channel, recipient: row.recipient, subject: row.subject, text: unsealText(this.config.nodeSecret, row.text) });
 			} catch (err) {
 				const e = err as DeliveryError;
 				const message = e?.message ?? String(err);
@@ -315,6 +328,8 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 		const released = await log.releaseLeases(this.db, this.worker);
 		if (released) this.logger.info(`Took back ${released} delivery(ies) this node had in flight when it stopped.`);
 		for (const [channel, t] of this.transports) this.logger.info(`Notifications by ${channel} go to ${t.describe()}.`);
+		if (!this.config.smtpUrl)
+			this.logger.warn("No SMTP_URL: e-mail stays in the local mailbox, and every admin can read it there, password-reset links included (anyone with an admin account can take over any account). Set SMTP_URL for a store with real users.");
 		if (!this.transports.has("slack") && !this.transports.has("discord"))
 			this.logger.info("No operators' channel (SLACK_WEBHOOK_URL, DISCORD_WEBHOOK_URL): operators' messages are logged as FAILED.");
 		this.running = true;

@@ -7,13 +7,16 @@ import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import { buyerMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { badRequest, conflict, invalid, notFound, StoreClientError, unauthorized } from "../lib/errors";
-import { createHash } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { isId } from "../lib/sql";
 import { PaymentProvider, providers } from "./payments/index";
 import * as sql from "./payments/sql";
 import type { PaymentRow } from "./payments/sql";
 import { SLOT_PAID, SlotPaid } from "../contracts";
 
+
+/** What became of a failed payment's charge: none made, made and cancelled, or made and still to refund. */
+type ChargeOutcome = "none" | "voided" | "refund_pending";
 
 export interface PublicPayment {
 	id: string;
@@ -34,25 +37,37 @@ const publicPayment = (p: PaymentRow): PublicPayment => ({
 });
 
 const slotExpired = (data?: Record<string, unknown>) => new StoreClientError("The slot expired before it was paid", 410, "SLOT_EXPIRED", data);
-const declined = (payment: PublicPayment) => new StoreClientError("The payment was declined", 402, "PAYMENT_DECLINED", { payment });
 
 type PaymentsThis = WithDb & WithNotify & {
 	config: Config;
+	/** The key of request hashes (requestHash). */
+	hashKey: Buffer;
 	providers: Map<string, PaymentProvider>;
 	/** Each method's own fields, checked with Moleculer's validator. */
 	fieldChecks: Map<string, (o: unknown) => true | unknown[]>;
 	ownPayment(em: EntityManager, id: string, userId: string, lock?: boolean): Promise<PaymentRow>;
-	tell(p: PaymentRow, kind: "payment.receipt" | "payment.failed"): Promise<void>;
+	tell(p: PaymentRow, kind: "payment.receipt" | "payment.failed", charge?: ChargeOutcome): Promise<void>;
+	voidCharge(provider: PaymentProvider, key: string, paymentId: string): Promise<ChargeOutcome>;
 };
 
 /**
  * What an Idempotency-Key stands for: the slot, the method and the method's own fields. A replay
  * with another body under the same key is a different request, not a repeat.
+ *
+ * Keyed (HMAC-SHA256 with a key derived from the nodes' secret, never stored): the fields hold the
+ * full card number, and with the slot id and last4 in the same row an unkeyed SHA-256 could be
+ * brute-forced from a copy of the table (issue 22, point 4).
  */
-function requestHash(slotId: string, method: string, fields: Record<string, unknown>): string {
+export function requestHash(key: Buffer | string, slotId: string, method: string, fields: Record<string, unknown>): string {
 	const sorted = Object.keys(fields).sort().map(k => [k, fields[k]]);
-	return createHash("sha256").update(JSON.stringify([slotId, method, sorted])).digest("hex");
+	return createHmac("sha256", key).update(JSON.stringify([slotId, method, sorted])).digest("hex");
 }
+
+/** The request-hash key: labelled, so it never equals the secret it comes from. */
+export const requestHashKey = (nodeSecret: string) => createHmac("sha256", nodeSecret).update("dopamine payment request hash v1").digest();
+
+/** PENDING payments one slot may have at once (a buyer switching methods needs a few, not thousands). */
+export const PENDING_PER_SLOT = 5;
 
 const keyReused = () =>
 	conflict("This Idempotency-Key was used for another request (another slot or another body)", "IDEMPOTENCY_KEY_REUSED");
@@ -73,6 +88,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 
 	actions: {
 		initiate: {
+			auth: "user",
 			params: {
 				$$strict: false,
 				id: { type: "string", max: 40 },
@@ -88,7 +104,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 				if (verdict !== true) throw invalid(`Invalid fields for ${provider.method}`, { fields: (verdict as { field: string; message: string }[]).map(v => ({ field: v.field, message: v.message })) } as never);
 				if (!isId(ctx.params.id)) throw notFound("Slot", "SLOT_NOT_FOUND");
 
-				const hash = requestHash(ctx.params.id, provider.method, fields);
+				const hash = requestHash(this.hashKey, ctx.params.id, provider.method, fields);
 				const payment = await this.db.transaction(async em => {
 					const again = await sql.paymentByKey(em, userId, key);
 					if (again) {
@@ -100,6 +116,9 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 					if (!slot) throw notFound("Slot", "SLOT_NOT_FOUND");
 					if (slot.status === "EXPIRED" || (slot.status === "HELD" && slot.past)) throw slotExpired();
 					if (slot.status !== "HELD") throw conflict("This slot is not held (already paid)", "SLOT_NOT_HELD");
+					// Each new Idempotency-Key made a row: a loop of them filled the table for one slot.
+					if ((await sql.pendingOfSlot(em, slot.id)) >= PENDING_PER_SLOT)
+						throw conflict(`This slot already has ${PENDING_PER_SLOT} payments waiting to be confirmed: confirm one of them`, "TOO_MANY_PENDING_PAYMENTS");
 					const inserted = await sql.insertPayment(em, {
 						slotId: slot.id,
 						userId,
@@ -122,6 +141,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 		},
 
 		confirm: {
+			auth: "user",
 			params: { id: { type: "string", max: 40 } },
 			async handler(this: PaymentsThis, ctx: Ctx<{ id: string }>) {
 				const userId = buyerOf(ctx);
@@ -161,17 +181,24 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 					return { payment: await sql.markSucceeded(em, p.id), error: null, productId: String(paid.product_id) };
 				});
 
+				// Charged for a slot that could not be paid (expired meanwhile, or paid by another payment):
+				// the charge is cancelled at the gateway, and the buyer told so. (Points move only in the
+				// transaction above, which did not spend them: nothing to cancel.)
+				let charge_: ChargeOutcome = "none";
+				if (charge.approved && error !== null && before.method !== "points") charge_ = await this.voidCharge(provider, `payment-${before.id}`, String(before.id));
 				if (error === null && payment.status === "SUCCESS") {
 					// Broadcast: the slots service drops the jobs, the product's actor (wherever it runs) marks it PAID.
 					this.broker.broadcast(SLOT_PAID, { slotId: String(payment.slot_id), productId } satisfies SlotPaid);
 					await this.tell(payment, "payment.receipt");
 					return { payment: publicPayment(payment) };
 				}
-				if (error) await this.tell(payment, "payment.failed");
+				if (error) await this.tell(payment, "payment.failed", charge_);
 				const view = publicPayment(payment);
-				if (error === "DECLINED") throw declined(view);
-				if (error === "SLOT_EXPIRED") throw slotExpired({ payment: view });
-				if (error === "SLOT_NOT_HELD") throw conflict("This slot was paid by another payment", "SLOT_NOT_HELD", { payment: view });
+				const chargeData = charge_ === "none" ? {} : { charge: charge_ === "voided" ? "VOIDED" : "REFUND_PENDING" };
+				const chargeWords = charge_ === "voided" ? "; the charge was cancelled" : charge_ === "refund_pending" ? "; the charge will be refunded" : "";
+				if (error === "DECLINED") throw new StoreClientError(`The payment was declined${chargeWords}`, 402, "PAYMENT_DECLINED", { payment: view, ...chargeData });
+				if (error === "SLOT_EXPIRED") throw new StoreClientError(`The slot expired before it was paid${chargeWords}`, 410, "SLOT_EXPIRED", { payment: view, ...chargeData });
+				if (error === "SLOT_NOT_HELD") throw conflict(`This slot was paid by another payment${chargeWords}`, "SLOT_NOT_HELD", { payment: view, ...chargeData });
 				// A concurrent confirm decided it first: answer with what it decided.
 				if (view.status === "SUCCESS") return { payment: view };
 				throw conflict("This payment already failed; start a new one", "PAYMENT_FAILED", { payment: view });
@@ -179,6 +206,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 		},
 
 		get: {
+			auth: "user",
 			retryPolicy: { enabled: true },
 			params: { id: { type: "string", max: 40 } },
 			async handler(this: PaymentsThis, ctx: Ctx<{ id: string }>) {
@@ -187,6 +215,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 		},
 
 		mine: {
+			auth: "user",
 			retryPolicy: { enabled: true },
 			params: {},
 			async handler(this: PaymentsThis, ctx: Ctx) {
@@ -205,7 +234,20 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 		},
 
 		/** The buyer is told the result either way: a receipt, or why it failed. */
-		async tell(this: PaymentsThis, p: PaymentRow, kind: "payment.receipt" | "payment.failed") {
+		/** Cancels an approved charge: "voided", or "refund_pending" when the gateway could not (logged for the operators). */
+		async voidCharge(this: PaymentsThis, provider: PaymentProvider, key: string, paymentId: string): Promise<ChargeOutcome> {
+			for (let attempt = 0; attempt < 3; attempt++) {
+				try {
+					if (await provider.void(key)) return "voided";
+				} catch (err) {
+					this.logger.warn(`Voiding the charge of payment ${paymentId}:`, (err as Error).message);
+				}
+			}
+			this.logger.error(`Payment ${paymentId}: the charge could not be voided; refund it by hand (gateway key ${key}).`);
+			return "refund_pending";
+		},
+
+		async tell(this: PaymentsThis, p: PaymentRow, kind: "payment.receipt" | "payment.failed", charge: ChargeOutcome = "none") {
 			const who = await sql.receiptFacts(this.db, p.user_id, p.slot_id);
 			const locale = this.config.locale;
 			const facts = { loginId: who.login_id, productName: who.name, paymentId: String(p.id) };
@@ -217,6 +259,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 							reason: String(p.failure_reason),
 							payUrl: `${this.config.publicUrl}/p/${who.product_id}`,
 							canRetry: p.failure_reason === "PAYMENT_DECLINED",
+							charge,
 						})),
 				channel: "email",
 				recipient: who.email,
@@ -226,6 +269,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 	},
 
 	created(this: PaymentsThis) {
+		this.hashKey = requestHashKey(this.config.nodeSecret);
 		this.providers = providers(this.config.paymentLatencyMs);
 		const validator = this.broker.validator!;
 		this.fieldChecks = new Map(

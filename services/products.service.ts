@@ -5,7 +5,7 @@ import { publicProduct } from "../entities/Product";
 import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
 import type { Ctx } from "../lib/context";
-import { conflict, forbidden, invalid, notFound, unauthorized } from "../lib/errors";
+import { conflict, invalid, notFound } from "../lib/errors";
 import { isId } from "../lib/sql";
 import { PRODUCT_CHANGED, ProductChanged } from "../contracts";
 import * as units from "./products/sql";
@@ -31,6 +31,8 @@ const fields = {
 	saleAt: { type: "date", convert: true },
 };
 const idParam = { type: "string", max: 40 };
+/** Fresh reads of the list, per node and second, for ids the cached list lacks. */
+const LIST_REFRESHES_ON_MISS_PER_SECOND = 4;
 
 interface ProductFields {
 	name: string;
@@ -41,6 +43,9 @@ interface ProductFields {
 }
 
 type ProductsThis = WithDb & {
+	/** Fresh reads of the list for ids it lacked, in the current second (refreshWindow). */
+	refreshWindow: number;
+	refreshesInWindow: number;
 	load(em: EntityManager, id: string, lock?: boolean): Promise<Product>;
 	remainingOf(em: EntityManager, ids: string[]): Promise<Map<string, number>>;
 	view(em: EntityManager, p: Product): Promise<ReturnType<typeof publicProduct>>;
@@ -51,10 +56,6 @@ type ProductsThis = WithDb & {
 	layingOut: Set<string>;
 };
 
-function requireAdmin(ctx: Ctx<unknown>) {
-	if (!ctx.meta.user) throw unauthorized();
-	if (ctx.meta.user.role !== "admin") throw forbidden();
-}
 
 const hasOrders = (p: Product) =>
 	conflict("This product has orders (a unit was held, paid or expired); its schedule and existence are final", "PRODUCT_HAS_ORDERS", {
@@ -75,7 +76,9 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 			retryPolicy: IDEMPOTENT,
 			// Cached briefly (PRODUCT_CACHE_TTL_SECONDS, moleculer.config.ts): every buyer's page asks at 10:00.
 			// One read per TTL reaches PostgreSQL however many ask at once (lock: the rest wait for it).
-			cache: { lock: { enabled: true } },
+			// The key names nothing a caller sends: the list reads no params, so `?b=1`, `?b=2`... are one
+			// entry, not one query and one cache entry each (issue 22, point 2).
+			cache: { keygen: (name: string) => name, lock: { enabled: true } },
 			params: {},
 			async handler(this: ProductsThis) {
 				const products = await this.db.getRepository(Product).find({ order: { saleAt: "ASC", id: "ASC" } });
@@ -101,15 +104,28 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 			cache: { keys: ["id"], lock: { enabled: true } },
 			params: { id: idParam },
 			async handler(this: ProductsThis, ctx: Ctx<{ id: string }>) {
+				// An id not in the (cached) list is not found without a query of its own: a crawl of made-up
+				// ids costs at most LIST_REFRESHES_ON_MISS_PER_SECOND fresh reads of the list, and leaves no
+				// cache entry per id behind. The fresh read covers a product made a moment ago on another
+				// node whose products.changed has not reached this one yet.
+				const known = async () => ((await this.actions.list({}, { parentCtx: ctx })) as { products: { id: string }[] }).products.some(x => x.id === ctx.params.id);
+				if (!(await known())) {
+					const second = Math.floor(Date.now() / 1000);
+					if (second !== this.refreshWindow) [this.refreshWindow, this.refreshesInWindow] = [second, 0];
+					if (!this.broker.cacher || this.refreshesInWindow >= LIST_REFRESHES_ON_MISS_PER_SECOND) throw notFound("Product", "PRODUCT_NOT_FOUND");
+					this.refreshesInWindow++;
+					await this.broker.cacher.del("products.list");
+					if (!(await known())) throw notFound("Product", "PRODUCT_NOT_FOUND");
+				}
 				const p = await this.load(this.db.manager, ctx.params.id);
 				return { product: await this.view(this.db.manager, p) };
 			},
 		},
 
 		create: {
+			auth: "admin",
 			params: { $$strict: "remove", ...fields },
 			async handler(this: ProductsThis, ctx: Ctx<ProductFields>) {
-				requireAdmin(ctx);
 				const { name, description, price, stock, saleAt } = ctx.params;
 				const inline = stock <= UNITS_PER_STEP;
 				const product = await this.db.transaction(async em => {
@@ -136,6 +152,7 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 		},
 
 		update: {
+			auth: "admin",
 			params: {
 				$$strict: "remove",
 				id: idParam,
@@ -146,7 +163,6 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 				saleAt: { ...fields.saleAt, optional: true },
 			},
 			async handler(this: ProductsThis, ctx: Ctx<Partial<ProductFields> & { id: string }>) {
-				requireAdmin(ctx);
 				const { id, stock, ...rest } = ctx.params;
 				const product = await this.db.transaction(async em => {
 					// The row lock serialises stock changes with each other and with deletes.
@@ -172,9 +188,9 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 		},
 
 		remove: {
+			auth: "admin",
 			params: { id: idParam },
 			async handler(this: ProductsThis, ctx: Ctx<{ id: string }>) {
-				requireAdmin(ctx);
 				const removed = await this.db.transaction(async em => {
 					const p = await this.load(em, ctx.params.id, true);
 					// Slots and payments are orders: never deleted with the product (the foreign keys
@@ -287,6 +303,8 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 
 	created(this: ProductsThis) {
 		this.layingOut = new Set();
+		this.refreshWindow = 0;
+		this.refreshesInWindow = 0;
 	},
 
 	started(this: ProductsThis) {

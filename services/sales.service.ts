@@ -4,7 +4,7 @@ import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
 import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import type { Ctx } from "../lib/context";
-import { forbidden, notFound, unauthorized } from "../lib/errors";
+import { notFound } from "../lib/errors";
 import { isId } from "../lib/sql";
 import { liveSnapshot, LiveSnapshot, RateMeter, saleCounts } from "./sales/live";
 import { sendDueNotices } from "./sales/notices";
@@ -24,11 +24,6 @@ type SalesThis = WithDb & WithNotify & {
 	noticesDone: Set<string>;
 };
 
-function requireAdmin(ctx: Ctx<unknown>) {
-	if (!ctx.meta.user) throw unauthorized();
-	if (ctx.meta.user.role !== "admin") throw forbidden();
-}
-
 const productIdParam = { type: "string", max: 24 };
 
 /**
@@ -43,18 +38,18 @@ const SalesService: ServiceSchema<ServiceSettingSchema, SalesThis> = {
 	actions: {
 		/** Today's sales, live, for the whole cluster (GET /api/admin/sales; REPL `sales`). */
 		live: {
+			auth: "admin",
 			params: {},
 			handler(this: SalesThis, ctx: Ctx) {
-				requireAdmin(ctx);
 				return this.liveNow();
 			},
 		},
 
 		/** One sale's live state and owner (REPL `sale <productId>`). */
 		state: {
+			auth: "admin",
 			params: { productId: productIdParam },
 			async handler(this: SalesThis, ctx: Ctx<{ productId: string }>) {
-				requireAdmin(ctx);
 				const snapshot = await this.liveNow();
 				const product = snapshot.products.find(p => p.id === ctx.params.productId);
 				if (!product) throw notFound("Sale (a product opening within a day of now)", "SALE_NOT_FOUND");
@@ -64,9 +59,9 @@ const SalesService: ServiceSchema<ServiceSettingSchema, SalesThis> = {
 
 		/** Which allocator node owns which of today's products (REPL `owners`). */
 		owners: {
+			auth: "admin",
 			params: {},
 			async handler(this: SalesThis, ctx: Ctx) {
-				requireAdmin(ctx);
 				const s = await this.liveNow();
 				return {
 					allocatorNodes: s.allocatorNodes,
@@ -77,9 +72,9 @@ const SalesService: ServiceSchema<ServiceSettingSchema, SalesThis> = {
 
 		/** The sale report (GET /api/admin/sales/:productId, `?download=1` as a file; REPL `report`). */
 		report: {
+			auth: "admin",
 			params: { productId: productIdParam, download: { type: "string", optional: true, max: 8 } },
 			async handler(this: SalesThis, ctx: Ctx<{ productId: string; download?: string }>) {
-				requireAdmin(ctx);
 				const report = isId(ctx.params.productId) ? await buildReport(this.db, ctx.params.productId) : null;
 				if (!report) throw notFound("Product", "PRODUCT_NOT_FOUND");
 				if (ctx.params.download !== undefined && ctx.params.download !== "0")

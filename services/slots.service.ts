@@ -9,7 +9,6 @@ import { DbMixin, WithDb } from "../mixins/db.mixin";
 import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import { buyerMessages, operatorMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
-import { unauthorized } from "../lib/errors";
 import { expireAndReclaim } from "./slots/sql";
 import { PRODUCT_CHANGED, ProductChanged, SLOT_PAID, SlotPaid, SLOTS_GRANTED, SLOTS_RECLAIMED, SlotsReclaimed, MessageBody } from "../contracts";
 
@@ -43,12 +42,12 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 
 	actions: {
 		mine: {
+			auth: "user",
 			retryPolicy: { enabled: true },
 			params: {},
 			async handler(this: SlotsThis, ctx: Ctx) {
-				if (!ctx.meta.user) throw unauthorized();
 				const slots = await this.db.getRepository(Slot).find({
-					where: { userId: ctx.meta.user.id },
+					where: { userId: ctx.meta.user!.id },
 					order: { heldAt: "DESC", id: "DESC" },
 					take: 500,
 				});
@@ -59,6 +58,7 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 		/** Operators (REPL: `call slots.expire --slotId 12`): expire one HELD slot now and reclaim its unit. */
 		expire: {
 			visibility: "public",
+			auth: "admin",
 			params: { slotId: { type: "string", numeric: true, max: 20 } },
 			async handler(this: SlotsThis, ctx: Ctx<{ slotId: string }>) {
 				const reclaimed = await this.reclaim({ slotId: ctx.params.slotId, evenIfNotDue: true });

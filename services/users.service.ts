@@ -10,14 +10,19 @@ import { buyerMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { badRequest, conflict, isUniqueViolation, notFound, rateLimited, unauthorized } from "../lib/errors";
 import { isId, rowsOf } from "../lib/sql";
-import { decoyHash, hashPassword, verifyPassword } from "../lib/passwords";
+import { decoyHash, hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
 import { acquireRedis, keyPrefix, releaseRedis } from "../lib/redis";
 import { FailureCounter, MemoryFailureCounter, RedisFailureCounter } from "../lib/throttle";
 import { signAccessToken } from "../lib/tokens";
+import { emailRule } from "../lib/validation";
+import { seal } from "../lib/sealed";
 import { TOKENS_REVOKED, TokensRevoked } from "../contracts";
 
 const RESET_TOKEN_TTL_MS = 30 * 60 * 1000;
 const LOGIN_WINDOW_MS = 60 * 1000;
+/** Past the strict per-(id, address) limit, each further failed login for that id waits longer: 50 ms, 100 ms, ... up to 2 s. */
+const LOGIN_DELAY_BASE_MS = 50;
+const LOGIN_DELAY_MAX_MS = 2000;
 const HOUR_MS = 60 * 60 * 1000;
 /** Expired reset tokens deleted per statement (each forgot-password prunes one batch). */
 const PRUNE_BATCH = 500;
@@ -49,7 +54,6 @@ const loginIdRule = {
 	},
 };
 const passwordRule = { type: "string", min: 8, max: 128 };
-const emailRule = { type: "email", max: 254, normalize: true };
 
 type Limit = [key: string, limit: number];
 
@@ -62,8 +66,10 @@ type UsersThis = WithDb & WithNotify & {
 	afterAnswer: Set<Promise<void>>;
 	ensureAdmin(): Promise<void>;
 	createAdmin(loginId: string, email: string, password: string, onlyIfNone: boolean): Promise<boolean>;
-	countAttempt(limits: (Limit | null)[], windowMs: number, message: string): Promise<void>;
+	/** Counts one attempt against each limit (429 past any); the counts, in the order given. */
+	countAttempt(limits: (Limit | null)[], windowMs: number, message: string): Promise<number[]>;
 	later(work: () => Promise<void>): void;
+	upgradeHash(userId: string, oldHash: string, password: string): Promise<void>;
 	sendResetLinks(email: string): Promise<void>;
 	announceRevocation(userId: string, notBefore: number): void;
 };
@@ -119,23 +125,35 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 			async handler(this: UsersThis, ctx: Ctx<{ loginId: string; password: string }>) {
 				const { loginId, password } = ctx.params;
 				const ip = ctx.meta.clientIp;
-				const idKey = `login-fail:id:${loginId.toLowerCase()}`;
+				const id = loginId.toLowerCase();
+				const pairKey = `login-fail:pair:${id}:${ip ?? "-"}`;
+				const idKey = `login-fail:id:${id}`;
 				const ipKey = ip ? `login-fail:ip:${ip}` : null;
 				// Counted before the password check, atomically: of fifty wrong logins sent at once, at
-				// most the limit get as far as the hash; the rest answer 429.
+				// most the limit get as far as the hash; the rest answer 429. The strict limit is per login
+				// id from one address: a guesser locks out only itself, not the account (issue 22, point 6).
 				await this.countAttempt(
-					[[idKey, this.config.loginFailuresPerMinutePerLoginId], ipKey ? [ipKey, this.config.loginFailuresPerMinutePerAddress] : null],
+					[[pairKey, this.config.loginFailuresPerMinutePerLoginId], ipKey ? [ipKey, this.config.loginFailuresPerMinutePerAddress] : null],
 					LOGIN_WINDOW_MS,
 					"Too many failed logins; wait before trying again"
 				);
+				// What passed both: the id's count from every address, under a much higher ceiling, and a
+				// delay that grows with it once it passes the strict limit (guessing from many addresses
+				// slows down; the owner's right password still gets in, a moment later).
+				const [idCount] = await this.countAttempt([[idKey, this.config.loginFailuresPerMinutePerIdCeiling]], LOGIN_WINDOW_MS, "Too many failed logins; wait before trying again");
+				const over = idCount - this.config.loginFailuresPerMinutePerLoginId;
+				if (over > 0) await new Promise(r => setTimeout(r, Math.min(LOGIN_DELAY_MAX_MS, LOGIN_DELAY_BASE_MS * 2 ** Math.min(over - 1, 10))));
 				const [user] = (await this.db.query(USER_FOR_LOGIN, [loginId])) as {
 					id: string; role: "buyer" | "admin"; password_hash: string; not_before: string | null; now: string;
 				}[];
 				// An unknown login id costs the same hash as a wrong password, and answers the same.
 				const ok = await verifyPassword(password, user ? user.password_hash : await decoyHash());
 				if (!user || !ok) throw unauthorized("Login id or password is wrong", "INVALID_CREDENTIALS");
+				// A hash from before today's cost is upgraded now that the password is known, after the
+				// answer; only if it is still the same hash (a reset meanwhile wins).
+				if (needsRehash(user.password_hash)) this.later(() => this.upgradeHash(user.id, user.password_hash, password));
 				// A success was no failure: the login id starts afresh, the address gets its attempt back.
-				await Promise.all([this.attempts.clear(idKey), ipKey ? this.attempts.undo(ipKey) : undefined]);
+				await Promise.all([this.attempts.clear(pairKey), this.attempts.undo(idKey), ipKey ? this.attempts.undo(ipKey) : undefined]);
 				const expiresIn = this.config.jwtExpiresInSeconds;
 				// iat on the database's clock, and never before the user's "tokens not before": a login in
 				// the same second as a reset, just after it, gets a token the reset does not revoke.
@@ -149,17 +167,19 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		},
 
 		me: {
+			auth: "user",
 			params: {},
 			async handler(this: UsersThis, ctx: Ctx) {
-				if (!ctx.meta.user) throw unauthorized();
-				const user = await this.db.getRepository(User).findOneBy({ id: ctx.meta.user.id });
+				const user = await this.db.getRepository(User).findOneBy({ id: ctx.meta.user!.id });
 				if (!user) throw unauthorized("The account behind this token no longer exists");
 				return { user: publicUser(user) };
 			},
 		},
 
+		/** A user's public view (e-mail included): admins and nodes only. */
 		get: {
 			visibility: "public",
+			auth: "admin",
 			params: { id: { type: "string", numeric: true } },
 			async handler(this: UsersThis, ctx: Ctx<{ id: string }>) {
 				const user = await this.db.getRepository(User).findOneBy({ id: ctx.params.id });
@@ -234,6 +254,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		/** Operators (REPL: `call users.setRole --id 12 --role admin`): a role change revokes the user's tokens. */
 		setRole: {
 			visibility: "public",
+			auth: "admin",
 			params: { id: { type: "string", numeric: true, max: 20 }, role: { type: "enum", values: ["buyer", "admin"] } },
 			async handler(this: UsersThis, ctx: Ctx<{ id: string; role: "buyer" | "admin" }>) {
 				if (!isId(ctx.params.id)) throw notFound("User", "USER_NOT_FOUND");
@@ -294,6 +315,12 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 			const states = await Promise.all(given.map(([key]) => this.attempts.hit(key, windowMs)));
 			const waits = states.filter((w, i) => w.count > given[i][1]).map(w => w.resetInMs);
 			if (waits.length) throw rateLimited(Math.max(...waits) / 1000, message);
+			return states.map(w => w.count);
+		},
+
+		async upgradeHash(this: UsersThis, userId: string, oldHash: string, password: string) {
+			const fresh = await hashPassword(password);
+			await this.db.query(`UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3`, [fresh, userId, oldHash]);
 		},
 
 		later(this: UsersThis, work: () => Promise<void>) {
@@ -323,7 +350,8 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 				await this.notify({
 					...buyerMessages.passwordReset(this.config.locale, {
 						loginId: user.loginId,
-						link: `${this.config.publicUrl}/reset?token=${token}`,
+						// Sealed for the notifier alone: the stream and the delivery log never hold a usable link (lib/sealed.ts).
+						link: seal(this.config.nodeSecret, `${this.config.publicUrl}/reset?token=${token}`),
 						validMinutes: Math.round(RESET_TOKEN_TTL_MS / 60_000),
 					}),
 					channel: "email",

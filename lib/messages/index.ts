@@ -178,8 +178,18 @@ export const buyerMessages = {
 		};
 	},
 
-	paymentFailed(locale: Locale, p: { loginId: string; productName: string; paymentId: string; reason: string; payUrl: string; canRetry: boolean }): Rendered {
+	paymentFailed(
+		locale: Locale,
+		p: { loginId: string; productName: string; paymentId: string; reason: string; payUrl: string; canRetry: boolean; charge?: "none" | "voided" | "refund_pending" }
+	): Rendered {
 		const reason = PAYMENT_REASONS[p.reason]?.[locale] ?? p.reason;
+		// What became of the money, truthfully: a charge made for a slot that could no longer be paid was cancelled (or is to be refunded).
+		const money =
+			p.charge === "voided"
+				? { ko: "승인된 결제는 취소되었으며 금액은 청구되지 않습니다.", en: "The charge was approved and has been cancelled: you will not pay for it." }
+				: p.charge === "refund_pending"
+					? { ko: "결제 금액이 청구되었으며, 환불해 드리겠습니다.", en: "You were charged; we will refund it." }
+					: { ko: "결제된 금액은 없습니다.", en: "You were not charged." };
 		return {
 			kind: MESSAGE_KINDS.paymentFailed,
 			...(locale === "ko"
@@ -187,22 +197,42 @@ export const buyerMessages = {
 						subject: `[${p.productName}] 결제에 실패했습니다`,
 						text:
 							`${p.loginId}님, ${p.productName} 결제(번호 ${p.paymentId})에 실패했습니다: ${reason}.\n` +
-							(p.canRetry ? `구매 자격이 남아 있는 동안 다른 수단으로 다시 결제하실 수 있습니다: ${p.payUrl}` : `결제된 금액은 없습니다.`),
+							(p.canRetry ? `구매 자격이 남아 있는 동안 다른 수단으로 다시 결제하실 수 있습니다: ${p.payUrl}` : money.ko),
 					}
 				: {
 						subject: `Your payment for ${p.productName} failed`,
 						text:
 							`Hello ${p.loginId}, your payment ${p.paymentId} for ${p.productName} failed: ${reason}.\n` +
-							(p.canRetry ? `You can try again, with another method if you like, while your slot is held: ${p.payUrl}` : `You were not charged.`),
+							(p.canRetry ? `You can try again, with another method if you like, while your slot is held: ${p.payUrl}` : money.en),
 					}),
 		};
 	},
 };
 
-/** Operators' messages (Slack and/or Discord). */
+const ZWSP = "\u200b";
+
+/**
+ * A user-supplied part of an operators' message (a product's name, a buyer's address, an SMTP
+ * error that echoes one), made inert for Slack and Discord: no mention (`<!channel>`, `<@U1>`,
+ * `@everyone`), no link (`<https://x|y>`, `[y](https://x)`, a bare `evil.example` that the apps
+ * would link). Angle brackets become look-alikes, and a zero-width space breaks `@`, `://` and
+ * every dot between two letters or digits, so neither app finds a mention or a link in it. The
+ * text still reads the same to the operator.
+ */
+export function chatSafe(part: string): string {
+	return part
+		.replace(/</g, "‹")
+		.replace(/>/g, "›")
+		.replace(/@/g, `@${ZWSP}`)
+		.replace(/:\/\//g, `:${ZWSP}//`)
+		.replace(/([\p{L}\p{N}])\.(?=[\p{L}\p{N}])/gu, `$1${ZWSP}.`)
+		.replace(/[[\]]/g, m => (m === "[" ? "［" : "］"));
+}
+
+/** Operators' messages (Slack and/or Discord): every user-supplied part goes through chatSafe. */
 export const operatorMessages = {
 	unitsReclaimed(locale: Locale, p: { count: number; products: { id: string; name?: string; count: number }[] }): Rendered {
-		const list = p.products.map(x => `${x.name ?? `#${x.id}`} (#${x.id}): ${x.count}`).join("\n");
+		const list = p.products.map(x => `${x.name === undefined ? `#${x.id}` : chatSafe(x.name)} (#${x.id}): ${x.count}`).join("\n");
 		return {
 			kind: MESSAGE_KINDS.unitsReclaimed,
 			...(locale === "ko"
@@ -214,7 +244,7 @@ export const operatorMessages = {
 	deliveriesFailed(locale: Locale, p: { failures: { id: string; kind: string; channel: string; recipient: string; attempts: number; lastError: string | null }[] }): Rendered {
 		const list = p.failures
 			.slice(0, 20)
-			.map(f => `#${f.id} ${f.kind} → ${f.channel}:${f.recipient} (${f.attempts}): ${f.lastError ?? "?"}`)
+			.map(f => `#${f.id} ${f.kind} → ${f.channel}:${chatSafe(f.recipient)} (${f.attempts}): ${chatSafe(f.lastError ?? "?")}`)
 			.join("\n");
 		const more = p.failures.length > 20 ? `\n… +${p.failures.length - 20}` : "";
 		return {
@@ -226,26 +256,28 @@ export const operatorMessages = {
 	},
 
 	saleOpened(locale: Locale, p: { id: string; name: string; stock: number; saleAt: Date | string }): Rendered {
+		const name = chatSafe(p.name);
 		return {
 			kind: MESSAGE_KINDS.saleOpened,
 			...(locale === "ko"
-				? { subject: `판매 시작: ${p.name}`, text: `${p.name} (상품 ${p.id}) 판매가 ${formatTime(locale, p.saleAt)}에 ${p.stock}개로 시작되었습니다.` }
-				: { subject: `Sale opened: ${p.name}`, text: `The sale of ${p.name} (product ${p.id}) opened at ${formatTime(locale, p.saleAt)} with ${p.stock} unit(s).` }),
+				? { subject: `판매 시작: ${name}`, text: `${name} (상품 ${p.id}) 판매가 ${formatTime(locale, p.saleAt)}에 ${p.stock}개로 시작되었습니다.` }
+				: { subject: `Sale opened: ${name}`, text: `The sale of ${name} (product ${p.id}) opened at ${formatTime(locale, p.saleAt)} with ${p.stock} unit(s).` }),
 		};
 	},
 
 	saleSoldOut(locale: Locale, p: { id: string; name: string; stock: number; durationMs: number | null; lastUnitAt: string | null }): Rendered {
 		const took = formatDuration(locale, p.durationMs);
+		const name = chatSafe(p.name);
 		return {
 			kind: MESSAGE_KINDS.saleSoldOut,
 			...(locale === "ko"
 				? {
-						subject: `품절: ${p.name} (${took})`,
-						text: `${p.name} (상품 ${p.id}) ${p.stock}개가 ${took} 만에 모두 나갔습니다` + (p.lastUnitAt ? ` (마지막 ${formatTime(locale, p.lastUnitAt)}).` : "."),
+						subject: `품절: ${name} (${took})`,
+						text: `${name} (상품 ${p.id}) ${p.stock}개가 ${took} 만에 모두 나갔습니다` + (p.lastUnitAt ? ` (마지막 ${formatTime(locale, p.lastUnitAt)}).` : "."),
 					}
 				: {
-						subject: `Sold out: ${p.name} in ${took}`,
-						text: `${p.name} (product ${p.id}) sold out: all ${p.stock} unit(s) went in ${took}` + (p.lastUnitAt ? ` (last unit at ${p.lastUnitAt}).` : "."),
+						subject: `Sold out: ${name} in ${took}`,
+						text: `${name} (product ${p.id}) sold out: all ${p.stock} unit(s) went in ${took}` + (p.lastUnitAt ? ` (last unit at ${p.lastUnitAt}).` : "."),
 					}),
 		};
 	},
@@ -257,20 +289,21 @@ export const operatorMessages = {
 		const claims = Object.entries(p.claims).map(([k, n]) => `${k} ${n}`).join(", ");
 		const took = formatDuration(locale, p.durationMs);
 		const why = p.problems.slice(0, 3).join("; ");
+		const name = chatSafe(p.name);
 		return {
 			kind: MESSAGE_KINDS.saleSummary,
 			...(locale === "ko"
 				? {
-						subject: `판매 요약: ${p.name} — ${p.fair ? "공정" : "공정하지 않음"}`,
+						subject: `판매 요약: ${name} — ${p.fair ? "공정" : "공정하지 않음"}`,
 						text:
-							`${p.name} (상품 ${p.id}) 판매가 끝났습니다. 구매 요청: ${claims || "기록 없음"}. ` +
+							`${name} (상품 ${p.id}) 판매가 끝났습니다. 구매 요청: ${claims || "기록 없음"}. ` +
 							`배정 ${p.granted}, 결제 ${p.paid}, 만료 ${p.expired}, 재판매 ${p.resold}. 품절까지 ${took}. ` +
 							`순서 검사: ${p.fair ? "공정" : `공정하지 않음 (${why})`}.`,
 					}
 				: {
-						subject: `Sale summary: ${p.name} — ${p.fair ? "fair" : "not fair"}`,
+						subject: `Sale summary: ${name} — ${p.fair ? "fair" : "not fair"}`,
 						text:
-							`${p.name} (product ${p.id}) has closed. Claims: ${claims || "none recorded"}. ` +
+							`${name} (product ${p.id}) has closed. Claims: ${claims || "none recorded"}. ` +
 							`Grants ${p.granted}, paid ${p.paid}, expired ${p.expired}, re-sold ${p.resold}. Sold out in ${took}. ` +
 							`Order check: ${p.fair ? "fair" : `NOT FAIR (${why})`}.`,
 					}),

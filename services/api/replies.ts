@@ -40,8 +40,23 @@ export function errorBody(err: ErrorLike): { status: number; body: Record<string
 	if (status >= 500 && !err.retryable && status !== 503 && status !== 504) {
 		return { status: 500, body: { name: "InternalServerError", message: "Something went wrong on our side", code: 500, type: "INTERNAL_ERROR" } };
 	}
-	return { status, body: { name: err.name, message: err.message, code: status, type: err.type, data: withoutInternals(err.data) } };
+	// A 5xx's own text may carry the driver's (connect ECONNREFUSED 127.0.0.1:5432), a node id or an
+	// action name: buyers get the contract's words for its type; the text is logged where it arose.
+	const message = status >= 500 ? (UNAVAILABLE_MESSAGES[err.type ?? ""] ?? (status === 504 ? TIMED_OUT : NOT_AVAILABLE)) : err.message;
+	return { status, body: { name: err.name, message, code: status, type: err.type, data: withoutInternals(err.data) } };
 }
+
+const NOT_AVAILABLE = "This service is not available just now; try again";
+const TIMED_OUT = "This took too long to answer; try again";
+/** What a 503 or 504 says, by its type: never the text of the error behind it. */
+const UNAVAILABLE_MESSAGES: Record<string, string> = {
+	BUSY: "Too many claims for this sale right now; try again",
+	UNAVAILABLE: "The sale is not reachable just now; try again",
+	MOVED: "The sale is moving to another node; try again",
+	SERVICE_UNAVAILABLE: NOT_AVAILABLE,
+	NOT_READY: "Not ready",
+	REQUEST_TIMEOUT: TIMED_OUT,
+};
 
 /** Moleculer's "no endpoint" errors. */
 const NO_ENDPOINT = new Set(["SERVICE_NOT_AVAILABLE", "SERVICE_NOT_FOUND"]);

@@ -1,13 +1,14 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Context, Service } from "moleculer";
-import type { Config } from "../../config";
+import { Config, configOf } from "../../config";
 import { databaseOf } from "../../mixins/db.mixin";
 import { ClientAddressOf, clientAddressOf } from "../../lib/client-address";
 import type { StoreMeta } from "../../lib/context";
 import { invalid, StoreClientError } from "../../lib/errors";
 import { hasControl } from "../../lib/validation";
-import { prometheusText } from "../../lib/metrics-reporter";
-import { sendJson } from "./replies";
+import proxyaddr from "proxy-addr";
+import { bearerIs, prometheusText } from "../../lib/metrics-reporter";
+import { sendError, sendJson } from "./replies";
 
 /**
  * The gateway's routes, built from the typed config when the schema is made. A route's `adminOnly`
@@ -43,14 +44,44 @@ function beforeCall(clientAddress: ClientAddressOf) {
 	};
 }
 
+/** How long one database check answers every health probe: a flood of /api/health costs one query per second, not one each. */
+const HEALTH_CHECK_MS = 1000;
+const lastCheck = new WeakMap<object, { at: number; ok: Promise<boolean> }>();
+
+function databaseReachable(broker: Service["broker"]): Promise<boolean> {
+	const db = databaseOf(broker);
+	if (!db) return Promise.resolve(true);
+	const now = Date.now();
+	const last = lastCheck.get(broker);
+	if (last && now - last.at < HEALTH_CHECK_MS) return last.ok;
+	const ok = db.then(ds => ds.query("SELECT 1")).then(() => true, () => false);
+	lastCheck.set(broker, { at: now, ok });
+	return ok;
+}
+
 async function health(this: Service, _req: Req, res: Res) {
 	let ok = this.broker.started;
-	const db = databaseOf(this.broker);
-	if (ok && db) ok = await db.then(ds => ds.query("SELECT 1")).then(() => true, () => false);
+	if (ok) ok = await databaseReachable(this.broker);
 	sendJson(res, ok ? 200 : 503, ok ? { status: "ok" } : { name: "ServiceUnavailableError", message: "Not ready", code: 503, type: "NOT_READY" });
 }
 
-function metrics(this: Service, _req: Req, res: Res) {
+/**
+ * /metrics on the gateway: with METRICS_TOKEN, only that bearer token; without, only a client on
+ * loopback that came through no proxy (no X-Forwarded-For): Prometheus on the node's own machine.
+ * A buyer's request through the load balancer is refused with the reason.
+ */
+const isLoopback = proxyaddr.compile("loopback");
+
+function metricsAllowed(config: Config, req: Req): true | StoreClientError {
+	if (config.metricsToken) return bearerIs(req, config.metricsToken) ? true : new StoreClientError("Metrics need the METRICS_TOKEN bearer token", 401, "UNAUTHORIZED");
+	const local = isLoopback(req.socket.remoteAddress ?? "", 0);
+	if (local && req.headers["x-forwarded-for"] === undefined) return true;
+	return new StoreClientError("Metrics are served on loopback only (or with METRICS_TOKEN)", 403, "FORBIDDEN");
+}
+
+function metrics(this: Service, req: Req, res: Res) {
+	const allowed = metricsAllowed(configOf(this.broker), req);
+	if (allowed !== true) return void sendError(res, allowed);
 	const text = prometheusText(this.broker) ?? "";
 	res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
 	res.end(text);

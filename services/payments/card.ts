@@ -26,6 +26,7 @@ export function cardProvider(latencyMs: number, ledger = new SimulatedLedger()):
 		ledger,
 		fields: { cardNumber: { type: "string", pattern: /^[0-9]{12,19}$/, messages: { stringPattern: "The 'cardNumber' field must be 12 to 19 digits." } } },
 		details: f => ({ brand: cardBrand(String(f.cardNumber)), last4: String(f.cardNumber).slice(-4) }),
+		void: key => ledger.void(key),
 		charge(req: ChargeRequest): Promise<ChargeResult> {
 			return ledger.charge(req.idempotencyKey, async () => {
 				await simulatedLatency(latencyMs);

@@ -6,6 +6,7 @@ export function easypayProvider(latencyMs: number, ledger = new SimulatedLedger(
 		ledger,
 		fields: { provider: { type: "enum", values: ["kakaopay", "naverpay", "toss"] } },
 		details: f => ({ provider: f.provider }),
+		void: key => ledger.void(key),
 		charge(req: ChargeRequest): Promise<ChargeResult> {
 			return ledger.charge(req.idempotencyKey, async () => {
 				await simulatedLatency(latencyMs);

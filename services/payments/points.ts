@@ -7,6 +7,7 @@ export function pointsProvider(latencyMs: number, ledger = new SimulatedLedger()
 		ledger,
 		fields: {},
 		details: () => ({}),
+		void: key => ledger.void(key),
 		charge(req: ChargeRequest): Promise<ChargeResult> {
 			return ledger.charge(req.idempotencyKey, async () => {
 				await simulatedLatency(latencyMs);

@@ -24,6 +24,11 @@ export interface PaymentProvider {
 	details(fields: Record<string, unknown>): Record<string, unknown>;
 	/** Idempotent by `idempotencyKey`: asked again, it answers the first result and charges nothing. */
 	charge(req: ChargeRequest): Promise<ChargeResult>;
+	/**
+	 * Cancels an approved charge (a slot that could no longer be paid): after it the buyer was not
+	 * charged. Idempotent by the charge's key; false when there was no approved charge to cancel.
+	 */
+	void(idempotencyKey: string): Promise<boolean>;
 }
 
 export const simulatedLatency = (ms: number) => (ms > 0 ? new Promise(r => setTimeout(r, ms)) : Promise.resolve());
@@ -31,14 +36,37 @@ export const simulatedLatency = (ms: number) => (ms > 0 ? new Promise(r => setTi
 /**
  * The simulated gateway's side of the money: every charge it made, by idempotency key, as a real
  * gateway keeps them. A repeated key gets the first answer (even while the first is in flight).
+ * Kept for `retentionMs` (a day by default: far longer than a payment can stay PENDING, a slot's
+ * life), then pruned, oldest first, so the process does not grow with every payment ever made.
  */
 export class SimulatedLedger {
-	private readonly byKey = new Map<string, Promise<ChargeResult>>();
+	private readonly byKey = new Map<string, { at: number; result: Promise<ChargeResult> }>();
 	/** Charges actually made (approved), per idempotency key: what a test counts. */
 	readonly charged = new Map<string, number>();
+	/** Approved charges cancelled, per idempotency key. */
+	readonly voided = new Map<string, number>();
+
+	constructor(private readonly retentionMs = 24 * 60 * 60 * 1000, private readonly now = () => Date.now()) {}
+
+	/** How many charges the ledger remembers. */
+	get size(): number {
+		return this.byKey.size;
+	}
+
+	/** Drops what is older than the retention (the Map keeps insertion order: the oldest come first). */
+	prune(): void {
+		const before = this.now() - this.retentionMs;
+		for (const [key, entry] of this.byKey) {
+			if (entry.at > before) break;
+			this.byKey.delete(key);
+			this.charged.delete(key);
+			this.voided.delete(key);
+		}
+	}
 
 	charge(key: string, decide: () => Promise<ChargeResult>): Promise<ChargeResult> {
-		const known = this.byKey.get(key);
+		this.prune();
+		const known = this.byKey.get(key)?.result;
 		if (known) return known;
 		const result = decide().then(r => {
 			if (r.approved) this.charged.set(key, (this.charged.get(key) ?? 0) + 1);
@@ -46,7 +74,17 @@ export class SimulatedLedger {
 		});
 		// A failure of the call itself is not an answer: the next attempt may charge.
 		result.catch(() => this.byKey.delete(key));
-		this.byKey.set(key, result);
+		this.byKey.set(key, { at: this.now(), result });
 		return result;
+	}
+
+	/** Cancels the approved charge of `key` once (a second void changes nothing, and answers true). */
+	async void(key: string): Promise<boolean> {
+		const entry = this.byKey.get(key);
+		if (!entry) return false;
+		const r = await entry.result.catch(() => null);
+		if (!r?.approved) return false;
+		if (!this.voided.has(key)) this.voided.set(key, 1);
+		return true;
 	}
 }

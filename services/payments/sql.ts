@@ -35,6 +35,15 @@ export async function slotToPay(q: Sql, slotId: string, userId: string) {
 	)[0];
 }
 
+/**
+ * PENDING payments of a slot, counted with the slot row locked: two initiates for one slot count
+ * one after the other, so the bound holds under a race. Run it inside a transaction.
+ */
+export async function pendingOfSlot(q: Sql, slotId: string): Promise<number> {
+	await q.query(`SELECT 1 FROM slots WHERE id = $1 FOR UPDATE`, [slotId]);
+	return rowsOf<{ n: number }>(await q.query(`SELECT count(*)::int AS n FROM payments WHERE slot_id = $1 AND status = 'PENDING'`, [slotId]))[0].n;
+}
+
 /** A PENDING payment, or undefined when the buyer's Idempotency-Key is already taken. */
 export async function insertPayment(
 	q: Sql,

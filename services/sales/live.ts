@@ -1,4 +1,5 @@
 import type { ServiceBroker } from "moleculer";
+import { asNode } from "../../lib/identity";
 import type { DataSource } from "typeorm";
 import { queryIndexed } from "../../lib/sql";
 import { availableNodes } from "../../lib/registry";
@@ -176,7 +177,7 @@ export class RateMeter {
 async function failedDeliveries(broker: ServiceBroker): Promise<number | null> {
 	if (availableNodes(broker, "notifier.list").length === 0) return null;
 	return broker
-		.call<{ total?: number }, object>("notifier.list", { status: "FAILED", page: 1 }, { timeout: 1_500, retries: 0 })
+		.call<{ total?: number }, object>("notifier.list", { status: "FAILED", page: 1 }, { ...asNode(broker), timeout: 1_500, retries: 0 })
 		.then(r => (typeof r.total === "number" ? r.total : null), () => null);
 }
 

@@ -14,6 +14,8 @@ export class CommitFaults {
 	/** Products whose commits hang (a node that stopped answering), and the commits held. */
 	private readonly hanging = new Set<string>();
 	private held: (() => void)[] = [];
+	/** The injected failure's text: a test may make it look like the driver's own. */
+	failureText = "injected database failure";
 
 	/** The next `n` commits of `productId` throw as if the database failed. */
 	failNextCommits(productId: string, n = 1): void {
@@ -31,6 +33,7 @@ export class CommitFaults {
 	}
 
 	disarm(): void {
+		this.failureText = "injected database failure";
 		this.armed.clear();
 		this.hanging.clear();
 		const held = this.held;
@@ -59,7 +62,7 @@ export class CommitFaults {
 		if (left === 1) this.armed.delete(productId);
 		else this.armed.set(productId, left - 1);
 		this.struck.set(productId, this.strikes(productId) + 1);
-		throw new Error("injected database failure");
+		throw new Error(this.failureText);
 	}
 
 	wrap(inner: ActorStore): ActorStore {

@@ -1,5 +1,6 @@
 import jwt from "jsonwebtoken";
 import { api } from "../helpers/http";
+import { opened } from "../helpers/identity";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { freshNamespace, REDIS_URL, startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 
@@ -154,7 +155,9 @@ describe("forgot and reset password", () => {
 	async function resetMail(recipient: string, before: number) {
 		const find = () => node.messages.slice(before).find(m => m.kind === "password.reset" && m.recipient === recipient);
 		await waitFor(`the reset message to ${recipient}`, () => !!find(), 10_000);
-		return find()!;
+		const m = find()!;
+		// The link is sealed for the notifier in what is published (lib/sealed.ts): opened as the recipient gets it.
+		return { ...m, text: opened(node.broker, m.text) };
 	}
 
 	it("mails a single-use token; reset sets the new password and kills the old one", async () => {

@@ -5,6 +5,7 @@ import { deleteStream } from "../helpers/jetstream";
 import { freshNamespace, NATS_URL, startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 import { sleep } from "../helpers/sale";
 import { TestSmtp } from "../helpers/smtp";
+import { asAdmin } from "../helpers/identity";
 
 /**
  * Scheduled messages: held as Agenda jobs, never sent before `sendAt`, sent soon after it, and
@@ -72,7 +73,7 @@ describe("scheduled messages", () => {
 		const sendAt = Date.now() + 2000;
 		await publishMessages(node.broker, [scheduled("cancel-1", new Date(sendAt).toISOString())]);
 		await waitFor("the row", async () => !!(await row("cancel-1")));
-		const res = await node.broker.call("notifier.cancel", { dedupeKey: "cancel-1" });
+		const res = await node.broker.call("notifier.cancel", { dedupeKey: "cancel-1" }, asAdmin(node.broker));
 		expect(res).toEqual({ cancelled: 1, ids: [(await row("cancel-1")).id] });
 		expect(await jobsOf((await row("cancel-1")).id)).toHaveLength(0);
 		await sleep(sendAt - Date.now() + SLACK);
@@ -81,11 +82,11 @@ describe("scheduled messages", () => {
 	});
 
 	it("a cancel that overtakes its message (and one by delivery id) stops it too", async () => {
-		await node.broker.call("notifier.cancel", { dedupeKey: "cancel-2" });
+		await node.broker.call("notifier.cancel", { dedupeKey: "cancel-2" }, asAdmin(node.broker));
 		const sendAt = Date.now() + 1500;
 		await publishMessages(node.broker, [scheduled("cancel-2", new Date(sendAt).toISOString()), scheduled("cancel-3", new Date(sendAt).toISOString())]);
 		await waitFor("the row", async () => !!(await row("cancel-3")));
-		expect(await node.broker.call("notifier.cancel", { id: (await row("cancel-3")).id })).toMatchObject({ cancelled: 1 });
+		expect(await node.broker.call("notifier.cancel", { id: (await row("cancel-3")).id }, asAdmin(node.broker))).toMatchObject({ cancelled: 1 });
 		await sleep(sendAt - Date.now() + SLACK);
 		expect(smtp.to("cancel-2@example.com")).toHaveLength(0);
 		expect(smtp.to("cancel-3@example.com")).toHaveLength(0);

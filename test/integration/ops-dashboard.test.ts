@@ -9,6 +9,7 @@ import { MESSAGE_KINDS } from "../../contracts";
 import { availableNodes } from "../../lib/registry";
 import { deleteStream } from "../helpers/jetstream";
 import { TestWebhooks } from "../helpers/webhooks";
+import { asAdmin } from "../helpers/identity";
 
 /**
  * The admins' view of a sale, in Debian's chromium, on a cluster over NATS (two gateways, two
@@ -262,7 +263,7 @@ describe("admin dashboard and sale report", () => {
 		expect(first.map(a => a.status)).toEqual([201, 201, 201]);
 		// One grant expires (the operators' action; the expiry job does the same): its unit goes back on sale.
 		const gone = first[0].body.slot;
-		expect(await core.broker.call("slots.expire", { slotId: gone.id })).toEqual({ expired: true });
+		expect(await core.broker.call("slots.expire", { slotId: gone.id }, asAdmin(core.broker))).toEqual({ expired: true });
 		// A fourth buyer gets it (the gateways' sold-out flag may take a moment to be withdrawn).
 		let resale: ClaimReply | undefined;
 		const refusals: string[] = [];
@@ -324,7 +325,7 @@ describe("admin dashboard and sale report", () => {
 		const [{ min_seq, epoch }] = await sql<{ min_seq: string; epoch: number }>(DB, "SELECT min_seq, epoch FROM claim_epochs WHERE product_id = $1 AND outcome = 'SOLD_OUT' ORDER BY epoch DESC LIMIT 1", [productId]);
 
 		// Before: fair. Then a grant is moved behind the first SOLD_OUT in its epoch.
-		expect((await core.broker.call<any, object>("sales.report", { productId }, { meta: { user: { id: "t", role: "admin" } } })).report.orderCheck.verdict).toBe("fair");
+		expect((await core.broker.call<any, object>("sales.report", { productId }, asAdmin(core.broker))).report.orderCheck.verdict).toBe("fair");
 		const late = Number(min_seq) + 3;
 		const tampered = await sql<{ id: string }>(DB, "UPDATE slots SET seq = $3 WHERE id = (SELECT id FROM slots WHERE product_id = $1 AND epoch = $2 AND status = 'HELD' ORDER BY seq LIMIT 1) RETURNING id::text", [productId, epoch, late]);
 		expect(tampered).toHaveLength(1);
@@ -336,7 +337,7 @@ describe("admin dashboard and sale report", () => {
 		await screenshot(page, "admin-report-not-fair");
 
 		// The sale closes when no grant is held any more: its summary carries the verdict.
-		for (const a of answers.filter(x => x.status === 201)) await core.broker.call("slots.expire", { slotId: a.body.slot.id });
+		for (const a of answers.filter(x => x.status === 201)) await core.broker.call("slots.expire", { slotId: a.body.slot.id }, asAdmin(core.broker));
 		await waitFor("the summary", () => core.messages.some(m => m.kind === MESSAGE_KINDS.saleSummary && m.text.includes(`(product ${productId})`)), 10_000);
 		const summary = core.messages.find(m => m.kind === MESSAGE_KINDS.saleSummary && m.text.includes(`(product ${productId})`))!;
 		expect(summary.subject).toMatch(/not fair$/);
@@ -346,14 +347,13 @@ describe("admin dashboard and sale report", () => {
 	});
 
 	it("rebuilds the same report from PostgreSQL after every node restarted", async () => {
-		const asAdmin = { meta: { user: { id: "t", role: "admin" } } };
 		const [{ id: productId }] = await sql<{ id: string }>(DB, "SELECT id::text FROM products ORDER BY id LIMIT 1");
-		const before = (await core.broker.call<any, object>("sales.report", { productId }, asAdmin)).report;
+		const before = (await core.broker.call<any, object>("sales.report", { productId }, asAdmin(core.broker))).report;
 		for (const n of nodes.reverse()) await n.stop();
 		nodes = [];
 		const fresh = await startNode({ DATABASE_URL: DB, JWT_SECRET: TEST_SECRET, SERVICES: "sales" });
 		nodes.push(fresh);
-		const after = (await fresh.broker.call<any, object>("sales.report", { productId }, asAdmin)).report;
+		const after = (await fresh.broker.call<any, object>("sales.report", { productId }, asAdmin(fresh.broker))).report;
 		expect({ ...after, generatedAt: null }).toEqual({ ...before, generatedAt: null });
 		expect(after.orderCheck.verdict).toBe("fair");
 		expect(after.claims.byOutcome.GRANTED).toBe(30);

@@ -1,7 +1,11 @@
+import { createHash } from "node:crypto";
+import { Client } from "pg";
+import { KeyedRequestHash1732860000000 } from "../../entities/migrations/1732860000000-KeyedRequestHash";
 import { api } from "../helpers/http";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 import { Buyer, claim, createSale, seedBuyers, sleep, slotStatus } from "../helpers/sale";
+import { asAdmin } from "../helpers/identity";
 
 /**
  * Payments over real HTTP and PostgreSQL, with a gateway of no latency. Slots last a minute, so no
@@ -78,7 +82,7 @@ describe("paying for a slot", () => {
 		expect((await pay(buyer, slotId, { method: "card", cardNumber: "4242424242424242" })).body.type).toBe("SLOT_NOT_HELD");
 		await sql(DB, "UPDATE slots SET expires_at = now() - interval '1 second' WHERE id = $1", [slotId]);
 		await node.broker.call("slots.sweep", {});
-		await node.broker.call("slots.expire", { slotId });
+		await node.broker.call("slots.expire", { slotId }, asAdmin(node.broker));
 		expect(await statusOf(slotId)).toBe("PAID");
 		expect(node.messages.filter(m => m.kind === "slot.reminder" && m.recipient === "card1@example.com")).toHaveLength(0);
 		// Its jobs were cancelled.
@@ -228,5 +232,101 @@ describe("the race between paying and expiring", () => {
 			[product]
 		);
 		expect(live).toEqual({ n: 200, paid: 100, free: 100 });
+	});
+});
+
+describe("the request hash (issue 22, point 4)", () => {
+	const unkeyed = (slotId: string, cardNumber: string) =>
+		createHash("sha256").update(JSON.stringify([slotId, "card", [["cardNumber", cardNumber]]])).digest("hex");
+
+	it("is keyed: the full card number cannot be found from the row's slot id and last4; a replay still matches", async () => {
+		const { buyer, slotId } = await holding("hash");
+		const card = "4242424242424242";
+		const first = await pay(buyer, slotId, { method: "card", cardNumber: card }, "hash-key");
+		expect(first.status).toBe(201);
+		const [row] = await sql<{ request_hash: string; details: { last4: string } }>(DB, "SELECT request_hash, details FROM payments WHERE id = $1", [first.body.payment.id]);
+		expect(row.details.last4).toBe("4242");
+		expect(row.request_hash).toMatch(/^[0-9a-f]{64}$/);
+		// The attack: every candidate with the known last4, hashed as the row was before. The real number is among them.
+		expect(row.request_hash).not.toBe(unkeyed(slotId, card));
+		// The key is the nodes': the same body under the same key is the same payment, another card is another request.
+		const again = await pay(buyer, slotId, { method: "card", cardNumber: card }, "hash-key");
+		expect([again.status, again.body.payment.id]).toEqual([201, first.body.payment.id]);
+		expect((await pay(buyer, slotId, { method: "card", cardNumber: "5555555555554444" }, "hash-key")).body.type).toBe("IDEMPOTENCY_KEY_REUSED");
+	});
+
+	it("the migration clears the old unkeyed hashes", async () => {
+		const { buyer, slotId } = await holding("oldhash");
+		const p = await pay(buyer, slotId, { method: "card", cardNumber: "4242424242424242" }, "old-key");
+		await sql(DB, "UPDATE payments SET request_hash = $2 WHERE id = $1", [p.body.payment.id, unkeyed(slotId, "4242424242424242")]);
+		const c = new Client({ connectionString: DB });
+		await c.connect();
+		try {
+			await new KeyedRequestHash1732860000000().up({ query: (text: string) => c.query(text) } as never);
+		} finally {
+			await c.end();
+		}
+		expect(await sql(DB, "SELECT count(*)::int AS n FROM payments WHERE request_hash = $1", [unkeyed(slotId, "4242424242424242")])).toEqual([{ n: 0 }]);
+		expect(await sql(DB, "SELECT request_hash FROM payments WHERE id = $1", [p.body.payment.id])).toEqual([{ request_hash: null }]);
+		// A replay of that old request cannot be matched any more: refused, never paid twice.
+		expect((await pay(buyer, slotId, { method: "card", cardNumber: "4242424242424242" }, "old-key")).body.type).toBe("IDEMPOTENCY_KEY_REUSED");
+	});
+});
+
+describe("a charge for a slot that can no longer be paid (issue 22, point 7)", () => {
+	const ledgerOf = (method: string) => (node.broker.getLocalService("payments") as any).providers.get(method).ledger;
+	const failedMail = (paymentId: string) => node.messages.find(m => m.kind === "payment.failed" && m.dedupeKey === `payment.failed-${paymentId}`);
+
+	it("is voided when the slot expired between start and confirm, and the buyer is told so truthfully", async () => {
+		const late = await holding("voidlate");
+		const paymentId = await started(late.buyer, late.slotId, { method: "card", cardNumber: "4242424242424242" });
+		await sql(DB, "UPDATE slots SET expires_at = now() + interval '300 milliseconds' WHERE id = $1", [late.slotId]);
+		await waitFor("the sweep to expire it", async () => (await statusOf(late.slotId)) === "EXPIRED", 10_000);
+		const r = await confirm(late.buyer, paymentId);
+		expect(r.status).toBe(410);
+		expect(r.body).toMatchObject({ type: "SLOT_EXPIRED", data: { charge: "VOIDED", payment: { status: "FAILED", failureReason: "SLOT_EXPIRED" } } });
+		expect(r.body.message).toMatch(/the charge was cancelled/);
+		// The gateway charged once, and that charge is cancelled.
+		expect(ledgerOf("card").charged.get(`payment-${paymentId}`)).toBe(1);
+		expect(ledgerOf("card").voided.get(`payment-${paymentId}`)).toBe(1);
+		await waitFor("the failure message", () => !!failedMail(paymentId), 10_000);
+		const text = failedMail(paymentId)!.text;
+		expect(text).toContain("승인된 결제는 취소되었으며");
+		expect(text).not.toContain("결제된 금액은 없습니다");
+	});
+
+	it("is voided when another payment paid the slot first", async () => {
+		const { buyer, slotId } = await holding("voidtwice");
+		const first = await started(buyer, slotId, { method: "card", cardNumber: "4242424242424242" });
+		const second = await started(buyer, slotId, { method: "easypay", provider: "toss" });
+		expect((await confirm(buyer, first)).status).toBe(200);
+		const r = await confirm(buyer, second);
+		expect(r.status).toBe(409);
+		expect(r.body).toMatchObject({ type: "SLOT_NOT_HELD", data: { charge: "VOIDED" } });
+		expect(ledgerOf("easypay").voided.get(`payment-${second}`)).toBe(1);
+		// The paid one is not touched.
+		expect(ledgerOf("card").voided.get(`payment-${first}`)).toBeUndefined();
+	});
+
+	it("a declined card was never charged, and says so", async () => {
+		const { buyer, slotId } = await holding("nocharge");
+		const paymentId = await started(buyer, slotId, { method: "card", cardNumber: "4000000000000002" });
+		const r = await confirm(buyer, paymentId);
+		expect(r.status).toBe(402);
+		expect(r.body.data.charge).toBeUndefined();
+		expect(ledgerOf("card").voided.get(`payment-${paymentId}`)).toBeUndefined();
+	});
+});
+
+describe("bounds (issue 22, point 10)", () => {
+	it("one slot has at most 5 PENDING payments; a repeat of a key still answers its payment", async () => {
+		const { buyer, slotId } = await holding("pendingcap");
+		const ids: string[] = [];
+		for (let i = 0; i < 5; i++) ids.push((await pay(buyer, slotId, { method: "points" }, `cap-${i}`)).body.payment.id);
+		const sixth = await pay(buyer, slotId, { method: "points" }, "cap-5");
+		expect([sixth.status, sixth.body.type]).toEqual([409, "TOO_MANY_PENDING_PAYMENTS"]);
+		const again = await pay(buyer, slotId, { method: "points" }, "cap-0");
+		expect([again.status, again.body.payment.id]).toEqual([201, ids[0]]);
+		expect(await sql(DB, "SELECT count(*)::int AS n FROM payments WHERE slot_id = $1", [slotId])).toEqual([{ n: 5 }]);
 	});
 });

@@ -6,6 +6,7 @@ import { api } from "../helpers/http";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 import { claim, createSale, reclaimSlot, seedBuyers, sleep } from "../helpers/sale";
+import { asAdmin } from "../helpers/identity";
 
 /**
  * The sale's own holes (issue 14, points 12 to 16): unknown products, idle actors, the gateways'
@@ -48,7 +49,7 @@ describe("products nobody can buy", () => {
 		const [b] = await seedBuyers(DB, 1, "deleted");
 		expect((await claim(node.url, product, b)).type).toBe("SALE_NOT_OPEN");
 		expect(allocatorOf(node).actors.has(product)).toBe(true);
-		await node.broker.call("products.remove", { id: product }, { meta: { user: { id: "0", role: "admin" } } });
+		await node.broker.call("products.remove", { id: product }, asAdmin(node.broker));
 		await waitFor("the actor to be released", () => !allocatorOf(node).actors.has(product), 5000);
 	});
 

@@ -55,7 +55,10 @@ describe("loadConfig", () => {
 		[{ PORT: "eighty" }, /PORT must be a whole number/],
 		[{ CLAIM_RATE_PER_SECOND: "0" }, /at least 1/],
 		[{ LOGIN_FAILURES_PER_MINUTE: "5,x" }, /LOGIN_FAILURES_PER_MINUTE/],
-		[{ JWT_SECRET: "short" }, /at least 16/],
+		[{ JWT_SECRET: "short" }, /at least 32 bytes/],
+		[{ JWT_SECRET: "x".repeat(31) }, /at least 32 bytes/],
+		[{ NODE_SECRET: "n".repeat(31) }, /NODE_SECRET must be at least 32 bytes/],
+		[{ JWT_SECRET: "s".repeat(40), NODE_SECRET: "s".repeat(40) }, /NODE_SECRET must differ from JWT_SECRET/],
 		[{ ADMIN_LOGIN_ID: "root" }, /must be set together/],
 		[{ AGENDA_BACKEND: "mongo" }, /MONGO_URL/],
 		[{ AGENDA_BACKEND: "redis" }, /AGENDA_BACKEND/],
@@ -66,5 +69,18 @@ describe("loadConfig", () => {
 		[{ PASSWORD_RESETS_PER_HOUR: "0" }, /PASSWORD_RESETS_PER_HOUR/],
 	])("rejects %j", (env, message) => {
 		expect(() => loadConfig(env)).toThrow(message);
+	});
+});
+
+describe("NODE_SECRET (issue 22)", () => {
+	it("is taken as given, or derived from JWT_SECRET (never equal to it, the same on every node)", () => {
+		const given = loadConfig({ JWT_SECRET: "j".repeat(40), NODE_SECRET: "n".repeat(40) });
+		expect([given.nodeSecret, given.nodeSecretDerived]).toEqual(["n".repeat(40), false]);
+		const a = loadConfig({ JWT_SECRET: "j".repeat(40) });
+		const b = loadConfig({ JWT_SECRET: "j".repeat(40) });
+		expect(a.nodeSecretDerived).toBe(true);
+		expect(a.nodeSecret).toBe(b.nodeSecret);
+		expect(a.nodeSecret).not.toBe(a.jwtSecret);
+		expect(loadConfig({ JWT_SECRET: "k".repeat(40) }).nodeSecret).not.toBe(a.nodeSecret);
 	});
 });

@@ -1,4 +1,4 @@
-import { buyerMessages, formatAmount, formatTime, operatorMessages } from "../../lib/messages";
+import { buyerMessages, chatSafe, formatAmount, formatTime, operatorMessages } from "../../lib/messages";
 import { backoffMs } from "../../services/notifier/backoff";
 import { retryAfterMs } from "../../services/notifier/transports/webhook";
 
@@ -74,6 +74,7 @@ describe("message texts", () => {
 		expect(r.text).toContain("Drop (#1): 2");
 		const f = operatorMessages.deliveriesFailed("ko", { failures: [{ id: "5", kind: "password.reset", channel: "email", recipient: "a@b.c", attempts: 8, lastError: "SMTP ECONNREFUSED" }] });
 		expect(f.subject).toBe("알림 1건을 끝내 보내지 못했습니다");
-		expect(f.text).toContain("#5 password.reset → email:a@b.c (8): SMTP ECONNREFUSED");
+		// The recipient is the buyer's: made inert for the chat apps (no mention, no link), the same to read.
+		expect(f.text).toContain(`#5 password.reset → email:${chatSafe("a@b.c")} (8): SMTP ECONNREFUSED`);
 	});
 });

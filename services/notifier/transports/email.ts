@@ -1,4 +1,5 @@
 import * as nodemailer from "nodemailer";
+import { isOneEmail } from "../../../lib/validation";
 import { DeliveryError, Outgoing, Transport } from "./types";
 
 /**
@@ -31,6 +32,8 @@ export class EmailTransport implements Transport {
 
 	async send(m: Outgoing): Promise<void> {
 		if (!m.recipient) throw new DeliveryError("e-mail without a recipient", true);
+		// One address, never a list: nodemailer would send to every address the string names.
+		if (!isOneEmail(m.recipient)) throw new DeliveryError("e-mail recipient is not exactly one address", true);
 		try {
 			await this.mailer.sendMail({
 				from: this.from,

@@ -17,12 +17,15 @@ export class SlackTransport implements Transport {
 	}
 }
 
+/** Slack's own escaping for text it parses (mrkdwn, and the fallback): `<`, `>` and `&` are never control sequences. */
+const slackEscape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
 export function slackPayload(m: Pick<Outgoing, "subject" | "text">) {
 	return {
-		text: `${m.subject}\n${m.text}`,
+		text: slackEscape(`${m.subject}\n${m.text}`),
 		blocks: [
 			{ type: "header", text: { type: "plain_text", text: m.subject.slice(0, 150), emoji: true } },
-			{ type: "section", text: { type: "mrkdwn", text: m.text.slice(0, 3000) } },
+			{ type: "section", text: { type: "mrkdwn", text: slackEscape(m.text.slice(0, 3000)) } },
 		],
 	};
 }
