@@ -101,9 +101,13 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 			// Safe to repeat: a second claim of a buyer answers ALREADY_HOLDING; MOVED asks the strategy again.
 			retryPolicy: { enabled: true },
 			strategy: "ProductAffinity",
-			params: { productId: { type: "string", max: 24 }, userId: { type: "string", max: 24 } },
-			async handler(this: AllocatorThis, ctx: Ctx<{ productId: string; userId: string }>): Promise<WireAnswer> {
-				const { productId, userId } = ctx.params;
+			// The buyer is the signed identity the gateway made from the verified token, never a
+			// parameter: a node on NATS without the nodes' secret cannot claim for anyone.
+			auth: "user",
+			params: { productId: { type: "string", max: 24 } },
+			async handler(this: AllocatorThis, ctx: Ctx<{ productId: string }>): Promise<WireAnswer> {
+				const { productId } = ctx.params;
+				const userId = String(ctx.meta.user!.id);
 				// An id that names no product gets no actor, no takeover and no metric series.
 				if (!this.actors.has(productId) && !(await this.knownProduct(productId))) throw notFound("Product", "PRODUCT_NOT_FOUND");
 				this.lastClaimAt.set(productId, Date.now());

@@ -171,7 +171,7 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 			this.gate = new ClaimGate(config.claimRatePerSecond, config.soldOutLeaseMs);
 			this.revocations = new TokenRevocations();
 			this.revocationTimer = null;
-			this.claims = new ClaimRoute(this.broker, this.gate, this.verifyBearer, this.revocations);
+			this.claims = new ClaimRoute(this.broker, this.gate, this.verifyBearer, this.revocations, user => signIdentity(config.nodeSecret, user));
 			this.pages = loadPages();
 			ensureStoreMetrics(this.broker);
 			this.closing = false;

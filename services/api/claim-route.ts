@@ -45,7 +45,9 @@ export class ClaimRoute {
 		private readonly broker: ServiceBroker,
 		private readonly gate: ClaimGate,
 		private readonly verify: BearerVerifier,
-		private readonly revocations: TokenRevocations
+		private readonly revocations: TokenRevocations,
+		/** The buyer's identity signed with the nodes' secret, for the hop to the actor (lib/identity.ts). */
+		private readonly sign: (user: AuthUser) => string
 	) {}
 
 	/**
@@ -80,7 +82,7 @@ export class ClaimRoute {
 			res.end(SOLD_OUT_BODY);
 			return;
 		}
-		return this.ask(res, productId, user.id);
+		return this.ask(res, productId, user);
 	}
 
 	/** Adds the answers counted so far to the claims metric; the service calls it when it stops. */
@@ -104,13 +106,13 @@ export class ClaimRoute {
 		this.flushTimer.unref();
 	}
 
-	private async ask(res: ServerResponse, productId: string, userId: string): Promise<void> {
+	private async ask(res: ServerResponse, productId: string, user: AuthUser): Promise<void> {
 		let a: WireAnswer;
 		try {
-			const key = `${productId}|${userId}`;
+			const key = `${productId}|${user.id}`;
 			let call = this.inFlight.get(key);
 			if (!call) {
-				call = this.broker.call<WireAnswer, { productId: string; userId: string }>("allocator.claim", { productId, userId });
+				call = this.broker.call<WireAnswer, { productId: string }>("allocator.claim", { productId }, { meta: { identity: this.sign(user) } });
 				this.inFlight.set(key, call);
 				const done = () => void this.inFlight.delete(key);
 				call.then(done, done);

@@ -81,6 +81,19 @@ describe("trust inside the cluster", () => {
 		expect(await refusal(intruder.call("users.me", {}, { meta: { user: { id: buyer.id, role: "buyer" } } }))).toEqual({ code: 401, type: "UNAUTHORIZED" });
 	});
 
+	it("refuses a claim for a buyer from a node without the secret: the buyer is the signed identity, never a parameter", async () => {
+		const [buyer] = await seedBuyers(DB, 1, "claimfor");
+		const product = await createSale(DB, 3);
+		const forged = { id: buyer.id, role: "buyer" as const };
+		for (const meta of [undefined, { user: forged }, { identity: signIdentity(WRONG_SECRET, forged) }])
+			expect(await refusal(intruder.call("allocator.claim", { productId: product, userId: buyer.id }, meta ? { meta } : {}))).toEqual({ code: 401, type: "UNAUTHORIZED" });
+		expect(await sql(DB, "SELECT count(*)::int AS n FROM slots WHERE product_id = $1 AND user_id IS NOT NULL", [product])).toEqual([{ n: 0 }]);
+		// Signed by a node, the same call claims for that buyer (and a userId parameter is ignored).
+		const signed = { meta: { identity: signIdentity(NODE_SECRET, forged) } };
+		await expect(intruder.call("allocator.claim", { productId: product }, signed)).resolves.toMatchObject({ outcome: "GRANTED" });
+		expect(await sql(DB, "SELECT user_id::text AS u FROM slots WHERE product_id = $1 AND user_id IS NOT NULL", [product])).toEqual([{ u: buyer.id }]);
+	});
+
 	it("an identity expires: one signed more than a minute ago is refused", async () => {
 		const old = signIdentity(NODE_SECRET, { id: "repl", role: "admin" }, Date.now() - 61_000);
 		expect(await refusal(intruder.call("notifier.list", {}, { meta: { identity: old } }))).toEqual({ code: 401, type: "UNAUTHORIZED" });
