@@ -40,6 +40,7 @@ interface Row {
 interface SaleRow {
 	users: number;
 	stock: number;
+	loop: string;
 	connections: number;
 	rps: number;
 	p50: number;
@@ -133,11 +134,11 @@ function markdown(rows: Row[], sales: SaleRow[], meta: Record<string, unknown>):
 		"",
 		"## The 100,000-buyer sales",
 		"",
-		"| buyers | stock | connections | claims/s | p50 ms | p99 ms | sold out after the opening | outcomes | errors / timeouts | checks |",
-		"| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+		"| buyers | stock | connections | loop | claims/s | p50 ms | p99 ms | sold out after the opening | outcomes | errors / timeouts | checks |",
+		"| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | --- |",
 		...sales.map(
 			s =>
-				`| ${n(s.users)} | ${n(s.stock)} | ${n(s.connections)} | ${n(s.rps)} | ${s.p50.toFixed(1)} | ${s.p99.toFixed(1)} | ${s.soldOutAfterMs === null ? "not sold out" : `${(s.soldOutAfterMs / 1000).toFixed(2)} s`} | ${Object.entries(s.outcomes).map(([k, v]) => `${k} ${n(v)}`).join(", ")} | ${s.errors} / ${s.timeouts} | ${s.ok ? "all pass" : "FAIL: " + s.checks} |`
+				`| ${n(s.users)} | ${n(s.stock)} | ${n(s.connections)} | ${s.loop} | ${n(s.rps)} | ${s.p50.toFixed(1)} | ${s.p99.toFixed(1)} | ${s.soldOutAfterMs === null ? "not sold out" : `${(s.soldOutAfterMs / 1000).toFixed(2)} s`} | ${Object.entries(s.outcomes).map(([k, v]) => `${k} ${n(v)}`).join(", ")} | ${s.errors} / ${s.timeouts} | ${s.ok ? "all pass" : "FAIL: " + s.checks} |`
 		),
 		"",
 	];
@@ -156,9 +157,20 @@ async function main() {
 			quick: { type: "boolean", default: false },
 			/** Only some parts: any of soldout, grants, sales (comma list). */
 			only: { type: "string", default: "soldout,grants,sales" },
+			/** Re-render CONCURRENCY.md and the chart from concurrency.json (after editing the notes), measuring nothing. */
+			render: { type: "boolean", default: false },
 			out: { type: "string" },
 		},
 	});
+	const notesFile = path.join(__dirname, "..", "..", "bench", "CONCURRENCY-NOTES.md");
+	const notes = () => (fs.existsSync(notesFile) ? "\n" + fs.readFileSync(notesFile, "utf8") : "");
+	if (values.render) {
+		const dir = values.out ?? path.join(__dirname, "..", "..", "bench");
+		const saved = JSON.parse(fs.readFileSync(path.join(dir, "concurrency.json"), "utf8"));
+		fs.writeFileSync(path.join(dir, "concurrency.svg"), chart(saved.rows));
+		fs.writeFileSync(path.join(dir, "CONCURRENCY.md"), markdown(saved.rows, saved.sales, saved.meta) + notes());
+		return;
+	}
 	const quick = values.quick;
 	const conns = (quick ? "50,200" : values.connections!).split(",").map(Number);
 	const seconds = quick ? 2 : Number(values.seconds);
@@ -200,9 +212,15 @@ async function main() {
 			rows.push({ ...row("grants", c, g), inDb: await granted(rig.databaseUrl, product) });
 		}
 	});
-	for (const stock of parts.has("sales") ? stocks : []) {
-		say(`sale: ${users} buyers, ${stock} units, 1,000 connections`);
-		const rep = await runSale({ users, stock, products: 1, connections: quick ? 100 : 1000, openInSeconds: 3, progress: false, keepDb: true });
+	// Closed loop at 1,000 connections for each stock; then the 20,000-unit sale (or the middle
+	// stock) in the open loop at the rate the closed loop reached: the machine's capacity.
+	const saleRuns: { stock: number; rate?: number }[] = stocks.map(stock => ({ stock }));
+	if (parts.has("sales")) saleRuns.push({ stock: stocks[Math.floor(stocks.length / 2)], rate: -1 });
+	for (const run of parts.has("sales") ? saleRuns : []) {
+		const stock = run.stock;
+		const rate = run.rate === -1 ? Math.max(100, Math.round(sales.find(x => x.stock === stock)?.rps ?? 1000)) : undefined;
+		say(`sale: ${users} buyers, ${stock} units, 1,000 connections${rate ? `, open loop at ${rate}/s` : ""}`);
+		const rep = await runSale({ users, stock, products: 1, connections: quick ? 100 : 1000, openInSeconds: 3, progress: false, keepDb: true, rate });
 		const dbUrl = new URL(process.env.LOADTEST_ADMIN_DB_URL ?? "postgres://postgres@127.0.0.1:5432/postgres");
 		dbUrl.pathname = `/${rep.database.split("/").pop()}`;
 		const soldOut = await soldOutAfterMs(dbUrl.toString(), rep.productId).catch(() => null);
@@ -212,6 +230,7 @@ async function main() {
 		sales.push({
 			users,
 			stock,
+			loop: rate ? `open, ${rate}/s (${rep.lateSends} sent > 5 ms late)` : "closed",
 			connections: quick ? 100 : 1000,
 			rps: rep.rps,
 			p50: rep.latency.p50,
@@ -226,7 +245,7 @@ async function main() {
 	}
 	fs.writeFileSync(path.join(out, "concurrency.json"), JSON.stringify({ meta, rows, sales }, null, "\t") + "\n");
 	fs.writeFileSync(path.join(out, "concurrency.svg"), chart(rows));
-	fs.writeFileSync(path.join(out, "CONCURRENCY.md"), markdown(rows, sales, meta));
+	fs.writeFileSync(path.join(out, "CONCURRENCY.md"), markdown(rows, sales, meta) + notes());
 	say(`wrote ${out}/CONCURRENCY.md`);
 	process.stdout.write(markdown(rows, sales, meta));
 }
