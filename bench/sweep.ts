@@ -175,7 +175,7 @@ async function main() {
 	const conns = (quick ? "50,200" : values.connections!).split(",").map(Number);
 	const seconds = quick ? 2 : Number(values.seconds);
 	const rounds = quick ? 1 : Number(values.rounds);
-	const buyers = quick ? 3000 : Number(values.buyers);
+	const buyers = quick ? 20_000 : Number(values.buyers);
 	const users = quick ? 2000 : Number(values.users);
 	const stocks = (quick ? "200" : values.stocks!).split(",").map(Number);
 	const out = values.out ?? (quick ? fs.mkdtempSync(path.join(os.tmpdir(), "sweep-out-")) : path.join(__dirname, "..", "..", "bench"));

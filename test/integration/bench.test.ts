@@ -173,3 +173,25 @@ describe("npm run bench -- --quick", () => {
 		expect(fs.readFileSync(path.join(out, "chart.svg"), "utf8")).toMatch(/^<svg /);
 	});
 });
+
+describe("npm run bench:sweep -- --quick", () => {
+	it("measures sold-out answers (beside the bare server), grants and the sales at each connection count, and writes the page, JSON and chart", async () => {
+		const out = fs.mkdtempSync(path.join(os.tmpdir(), "sweep-"));
+		const r = await node("sweep.js", ["--quick", "--out", out]);
+		expect(r.code).toBe(0);
+		const saved = JSON.parse(fs.readFileSync(path.join(out, "concurrency.json"), "utf8"));
+		expect(saved.rows.map((x: { kind: string; connections: number }) => `${x.kind}@${x.connections}`)).toEqual(["bare@50", "sold-out@50", "bare@200", "sold-out@200", "grants@50", "grants@200"]);
+		for (const row of saved.rows) expect(row).toMatchObject({ errors: 0 });
+		for (const row of saved.rows) expect(row.cpuUsPerAnswer).toBeGreaterThan(0);
+		// Every claim of a grants row was a grant, and PostgreSQL holds them all.
+		for (const row of saved.rows.filter((x: { kind: string }) => x.kind === "grants")) {
+			expect(row.non2xx).toBe(0);
+			expect(row.inDb).toBeGreaterThanOrEqual(Math.round(row.rps));
+		}
+		expect(saved.sales.map((x: { loop: string }) => x.loop.split(",")[0])).toEqual(["closed", "open"]);
+		for (const sale of saved.sales) expect(sale).toMatchObject({ ok: true, errors: 0, timeouts: 0 });
+		for (const sale of saved.sales) expect(sale.soldOutAfterMs).toBeGreaterThan(0);
+		expect(fs.readFileSync(path.join(out, "CONCURRENCY.md"), "utf8")).toContain("![grants/s and p99 against connections](concurrency.svg)");
+		expect(fs.readFileSync(path.join(out, "concurrency.svg"), "utf8")).toMatch(/^<svg /);
+	}, 180_000);
+});
