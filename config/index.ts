@@ -14,6 +14,8 @@ export interface Config {
 	jwtSecret: string;
 	/** True when no JWT_SECRET was given and one was generated for this process. */
 	jwtSecretGenerated: boolean;
+	/** STORE_TIME_ZONE: the IANA zone the store's sale times are set in (the admin's "next 10:00"). */
+	storeTimeZone: string;
 	jwtExpiresInSeconds: number;
 	metricsPort: number;
 	claimRatePerSecond: number;
@@ -154,6 +156,17 @@ function trustedProxies(env: Env): string[] {
 	return list;
 }
 
+/** STORE_TIME_ZONE, default Asia/Seoul (the store sells at 10:00 KST); a zone Intl does not know is refused. */
+function timeZone(env: Env): string {
+	const zone = text(env, "STORE_TIME_ZONE") ?? "Asia/Seoul";
+	try {
+		new Intl.DateTimeFormat("en-US", { timeZone: zone });
+	} catch {
+		throw new ConfigError(`STORE_TIME_ZONE must be an IANA time zone such as Asia/Seoul or UTC, got "${zone}"`);
+	}
+	return zone;
+}
+
 function generatedSecret(): string {
 	// Random per start: tokens from an earlier run stop working, which is right for a demo node.
 	return require("node:crypto").randomBytes(32).toString("base64url");
@@ -198,6 +211,7 @@ export function loadConfig(env: Env = process.env): Config {
 		services: services ? services.split(",").map(s => s.trim()).filter(Boolean) : null,
 		jwtSecret: givenSecret ?? generatedSecret(),
 		jwtSecretGenerated: !givenSecret,
+		storeTimeZone: timeZone(env),
 		jwtExpiresInSeconds: int(env, "JWT_EXPIRES_IN_SECONDS", 3600, 1),
 		metricsPort: int(env, "METRICS_PORT", 3030),
 		claimRatePerSecond: int(env, "CLAIM_RATE_PER_SECOND", 5, 1),

@@ -65,7 +65,8 @@ export function apiRoutes(config: Config) {
 			...common,
 			aliases: {
 				"GET health": health,
-				"GET time": (_req: Req, res: Res) => sendJson(res, 200, { now: new Date().toISOString() }),
+				// timeZone (an addition): where the admin's product form puts its default "next 10:00".
+				"GET time": (_req: Req, res: Res) => sendJson(res, 200, { now: new Date().toISOString(), timeZone: config.storeTimeZone }),
 				"POST auth/signup": "users.signup",
 				"POST auth/login": "users.login",
 				"POST auth/password/forgot": "users.forgotPassword",
