@@ -10,6 +10,7 @@ import ProductsService from "./services/products.service";
 import SalesService from "./services/sales.service";
 import SlotsService from "./services/slots.service";
 import UsersService from "./services/users.service";
+import WaitlistService from "./services/waitlist.service";
 
 /** Every service a node can run, by the name SERVICES uses: a schema, or a factory of one from the config. */
 export const SERVICES: Record<string, ServiceSchema<any, any> | ((config: Config) => ServiceSchema<any, any>)> = {
@@ -20,6 +21,7 @@ export const SERVICES: Record<string, ServiceSchema<any, any> | ((config: Config
 	payments: PaymentsService,
 	notifier: NotifierService,
 	sales: SalesService,
+	waitlist: WaitlistService,
 	api: ApiService,
 };
 

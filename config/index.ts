@@ -37,6 +37,8 @@ export interface Config {
 	admin: { loginId: string; password: string; email: string } | null;
 	slotTtlSeconds: number;
 	slotReminderBeforeSeconds: number;
+	/** NOTIFY_ME_BEFORE_SECONDS: how long before a sale opens a waiting buyer's "notify me" e-mail goes out. */
+	notifyMeBeforeSeconds: number;
 	/** Simulated payment gateway latency. */
 	paymentLatencyMs: number;
 	/** How often each `slots` node looks for HELD slots past their expiry (the safety net). */
@@ -230,6 +232,7 @@ export function loadConfig(env: Env = process.env): Config {
 			: null,
 		slotTtlSeconds: ttl,
 		slotReminderBeforeSeconds: reminder,
+		notifyMeBeforeSeconds: int(env, "NOTIFY_ME_BEFORE_SECONDS", 600),
 		paymentLatencyMs: int(env, "PAYMENT_LATENCY_MS", 50),
 		slotSweepIntervalMs: int(env, "SLOT_SWEEP_INTERVAL_MS", 5000, 50),
 		allocatorQueueLimit: int(env, "ALLOCATOR_QUEUE_LIMIT", 20_000, 1),

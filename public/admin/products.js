@@ -71,7 +71,9 @@
 	const GROUPS = [["upcoming", "Upcoming"], ["onSale", "On sale"], ["soldOut", "Sold out"], ["past", "Past (earlier days)"]];
 
 	async function load() {
-		const res = await call("GET", "/api/products");
+		const [res, waits] = await Promise.all([call("GET", "/api/products"), call("GET", "/api/admin/waitlist")]);
+		// Buyers who asked to be told before the opening ("notify me"); none when the waitlist is down.
+		const waiting = (waits.ok && waits.body.waiting) || {};
 		if (!res.ok) return void ($("error").textContent = `Could not load the products: ${explain(res.status, res.body)}`);
 		$("error").textContent = "";
 		const w = wall(Date.now());
@@ -85,6 +87,7 @@
 				return el("tr", { "data-product": p.id },
 					el("td", {}, el("a", { href: `/p/${p.id}` }, p.name)), el("td", {}, storeTime(p.saleAt)), el("td", { class: "num" }, fmt(p.price)),
 					el("td", { class: "num" }, fmt(p.stock)), el("td", { class: "num" }, fmt(p.remaining)), el("td", {}, p.status),
+					el("td", { class: "num", "data-role": "waiting" }, fmt(waiting[p.id] || 0)),
 					el("td", {}, el("a", { href: `/admin/sales/${p.id}` }, "Report")), el("td", {}, edit));
 			});
 			const id = `group-${key}`;
@@ -92,7 +95,7 @@
 				el("h3", { id }, `${title} (${rows.length})`),
 				rows.length
 					? el("table", { "aria-labelledby": id },
-						el("thead", {}, el("tr", {}, ...["Product", "Sale time", "Price", "Stock", "Remaining", "Status", "Report", "Edit"].map((h, i) => el("th", i >= 2 && i <= 4 ? { class: "num" } : {}, h)))),
+						el("thead", {}, el("tr", {}, ...["Product", "Sale time", "Price", "Stock", "Remaining", "Status", "Waiting", "Report", "Edit"].map((h, i) => el("th", (i >= 2 && i <= 4) || i === 6 ? { class: "num" } : {}, h)))),
 						el("tbody", {}, ...rows))
 					: el("p", { class: "muted" }, "None."));
 		}));

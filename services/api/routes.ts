@@ -87,6 +87,9 @@ export function apiRoutes(config: Config) {
 				"POST payments/:id/confirm": "payments.confirm",
 				"GET payments/:id": "payments.get",
 				"GET me/payments": "payments.mine",
+				"POST products/:id/notify-me": "waitlist.join",
+				"DELETE products/:id/notify-me": "waitlist.leave",
+				"GET products/:id/notify-me": "waitlist.mine",
 			},
 		},
 		{
@@ -104,6 +107,7 @@ export function apiRoutes(config: Config) {
 				"POST notifications/:id/resend": "notifier.resend",
 				"GET sales": "sales.live",
 				"GET sales/:productId": "sales.report",
+				"GET waitlist": "waitlist.counts",
 			},
 		},
 		{

@@ -2,6 +2,7 @@ import type { Browser, Page } from "playwright-core";
 import { launchBrowser, screenshot, seriousA11yViolations } from "../helpers/browser";
 import { sql } from "../helpers/db";
 import { api } from "../helpers/http";
+import { seedBuyers } from "../helpers/sale";
 import { press, shopPage, signUpOnPage, textOf, type } from "../helpers/shop";
 import { storeForFile } from "../helpers/store";
 
@@ -101,6 +102,10 @@ describe("products in /admin", () => {
 		const [{ id }] = await sql<{ id: string }>(store.db, "SELECT id::text FROM products WHERE name = 'Dopamine Cap'");
 		await rowOf(page, id).waitFor();
 		expect(await page.locator(`[data-group=upcoming] tr[data-product="${id}"]`).count()).toBe(1);
+		// Two buyers ask to be told before it opens: the admin sees them waiting.
+		for (const b of await seedBuyers(store.db, 2, "waiter")) expect((await api(node.url).post(`/api/products/${id}/notify-me`, {}, b.token)).status).toBe(201);
+		await page.reload();
+		await rowOf(page, id).locator("[data-role=waiting]").filter({ hasText: /^2$/ }).waitFor();
 		const shop = await shopPage(browser, "en-US");
 		await shop.page.goto(`${node.url}/`);
 		await shop.page.locator("a.name", { hasText: "Dopamine Cap" }).waitFor();
