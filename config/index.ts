@@ -72,6 +72,11 @@ export interface Config {
 		retentionDays: number;
 		/** Messages the intake takes from the channel at once (JetStream max_ack_pending). */
 		maxInFlight: number;
+		/**
+		 * Send rate per channel (token bucket, per notifier node): tokens a minute and burst.
+		 * 0 a minute = no limit. E-mail's applies to SMTP only (the local mailbox has no provider).
+		 */
+		rates: Record<"email" | "slack" | "discord", { perMinute: number; burst: number }>;
 	};
 	slackWebhookUrl: string | null;
 	discordWebhookUrl: string | null;
@@ -156,6 +161,30 @@ function trustedProxies(env: Env): string[] {
 		throw new ConfigError(`TRUSTED_PROXIES must list addresses, CIDR ranges or loopback/linklocal/uniquelocal: ${(err as Error).message}`);
 	}
 	return list;
+}
+
+/**
+ * NOTIFIER_<CHANNEL>_PER_MINUTE and _BURST. E-mail's default suits a Gmail account sending by SMTP
+ * (one message every two seconds, five at once): Gmail answers a faster sender 421 4.7.0 and a
+ * day's quota 550 5.4.5, both "later" to the notifier. Slack's webhooks take about one a second;
+ * Discord's answer 429 with Retry-After beyond 30 a minute.
+ */
+function sendRates(env: Env): Config["notifier"]["rates"] {
+	const rate = (channel: string, perMinute: number, burst: number) => ({
+		perMinute: int(env, `NOTIFIER_${channel}_PER_MINUTE`, perMinute),
+		burst: int(env, `NOTIFIER_${channel}_BURST`, burst, 1),
+	});
+	const rates = { email: rate("EMAIL", 30, 5), slack: rate("SLACK", 60, 5), discord: rate("DISCORD", 30, 5) };
+	const concurrency = int(env, "NOTIFIER_CONCURRENCY", 8, 1);
+	const leaseMs = int(env, "NOTIFIER_LEASE_MS", 2 * 60_000, 1000);
+	for (const [channel, r] of Object.entries(rates)) {
+		// A try waits for its token while it holds its lease: the slowest wait must end well inside it.
+		if (r.perMinute > 0 && (concurrency / r.perMinute) * 60_000 > leaseMs / 2)
+			throw new ConfigError(
+				`NOTIFIER_${channel.toUpperCase()}_PER_MINUTE ${r.perMinute} is too slow for NOTIFIER_CONCURRENCY ${concurrency}: a try would wait past half its lease (NOTIFIER_LEASE_MS ${leaseMs})`
+			);
+	}
+	return rates;
 }
 
 /** STORE_TIME_ZONE, default Asia/Seoul (the store sells at 10:00 KST); a zone Intl does not know is refused. */
@@ -252,6 +281,7 @@ export function loadConfig(env: Env = process.env): Config {
 			leaseMs: int(env, "NOTIFIER_LEASE_MS", 2 * 60_000, 1000),
 			retentionDays: int(env, "NOTIFIER_RETENTION_DAYS", 30, 1),
 			maxInFlight: int(env, "NOTIFIER_MAX_IN_FLIGHT", 100, 1),
+			rates: sendRates(env),
 		},
 		slackWebhookUrl: text(env, "SLACK_WEBHOOK_URL"),
 		discordWebhookUrl: text(env, "DISCORD_WEBHOOK_URL"),

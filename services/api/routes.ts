@@ -104,6 +104,7 @@ export function apiRoutes(config: Config) {
 				"PATCH products/:id": "products.update",
 				"DELETE products/:id": "products.remove",
 				"GET notifications": "notifier.list",
+				"POST notifications/resend-failed": "notifier.resendFailed",
 				"POST notifications/:id/resend": "notifier.resend",
 				"GET sales": "sales.live",
 				"GET sales/:productId": "sales.report",
