@@ -1,4 +1,5 @@
 import { availableNodes } from "../../lib/registry";
+import { publishMessages } from "../../mixins/notify.mixin";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { ChildNode, freshNamespace, NATS_URL, spawnNode, startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 import { runRepl } from "../helpers/repl";
@@ -62,5 +63,13 @@ describe("a REPL that only watches", () => {
 		const created = await runRepl(repl, `admin products.create --name "From the REPL" --price 900 --stock 2 --saleAt ${saleAt}`, /\n\}\s*\n/);
 		const product = JSON.parse(created.slice(created.indexOf("{"))).product;
 		expect(await sql(DB, "SELECT name, stock FROM products WHERE id = $1", [product.id])).toEqual([{ name: "From the REPL", stock: 2 }]);
+
+		// Failed deliveries sent again in bulk, by kind, from the REPL.
+		const noAddress = (i: number, kind: string) => ({ kind, channel: "email" as const, recipient: "", subject: `No address ${i}`, text: "-", dedupeKey: `${kind}-${i}` });
+		await publishMessages(store.broker, [noAddress(1, "repl.bulk"), noAddress(2, "repl.bulk"), noAddress(3, "repl.other")]);
+		await waitFor("three FAILED", async () => (await sql(DB, "SELECT 1 FROM deliveries WHERE kind LIKE 'repl.%' AND status = 'FAILED'")).length === 3);
+		expect(await runRepl(repl, "resend-failed --kind repl.bulk", /queued to be sent again\./)).toContain("2 failed deliveries queued to be sent again.");
+		expect(await runRepl(repl, `resend-failed --until ${new Date(Date.now() - 3_600_000).toISOString()}`, /queued to be sent again\./)).toContain("0 failed deliveries queued to be sent again.");
+		expect(await runRepl(repl, "resend-failed --since yesterday", /ERROR/)).toMatch(/ERROR: .*VALIDATION_ERROR 422/);
 	});
 });

@@ -2,7 +2,9 @@ import type { Browser, Page } from "playwright-core";
 import { launchBrowser, screenshot, seriousA11yViolations } from "../helpers/browser";
 import { sql } from "../helpers/db";
 import { api } from "../helpers/http";
-import { seedBuyers } from "../helpers/sale";
+import { publishMessages } from "../../mixins/notify.mixin";
+import { waitFor } from "../helpers/nodes";
+import { seedBuyers, sleep } from "../helpers/sale";
 import { press, shopPage, signUpOnPage, textOf, type } from "../helpers/shop";
 import { storeForFile } from "../helpers/store";
 
@@ -154,6 +156,24 @@ describe("products in /admin", () => {
 		expect(await sql(store.db, "SELECT 1 FROM products WHERE id = $1", [spare])).toEqual([]);
 		await rowOf(page, spare).waitFor({ state: "detached" });
 		await checkAdminScreen(page, "admin-products-list");
+
+		// The mailbox page sends FAILED deliveries again in bulk, by kind.
+		const noAddress = (i: number, kind: string) => ({ kind, channel: "email" as const, recipient: "", subject: `No address ${i}`, text: "-", dedupeKey: `${kind}-${i}` });
+		await publishMessages(node.broker, [noAddress(1, "page.bulk"), noAddress(2, "page.bulk"), noAddress(3, "page.other")]);
+		await waitFor("three FAILED", async () => (await sql(store.db, "SELECT 1 FROM deliveries WHERE kind LIKE 'page.%' AND status = 'FAILED'")).length === 3);
+		await sleep(600);
+		await page.goto(`${node.url}/admin/mailbox`);
+		await page.locator("#app:not([hidden])").waitFor();
+		await page.fill("#bulk-kind", "page.bulk");
+		await page.click("#bulk-resend");
+		await page.locator("#bulk-ok").filter({ hasText: "2 failed deliveries queued to be sent again." }).waitFor();
+		// Tried again (and, with no address, FAILED again): two fresh tries, the other kind untouched.
+		expect(await sql(store.db, "SELECT kind, updated_at > created_at + interval '0.5 second' AS again FROM deliveries WHERE kind LIKE 'page.%' ORDER BY kind, id")).toEqual([
+			{ kind: "page.bulk", again: true },
+			{ kind: "page.bulk", again: true },
+			{ kind: "page.other", again: false },
+		]);
+		await checkAdminScreen(page, "admin-mailbox-resend-failed");
 		expect(errors).toEqual([]);
 		// The routes the page calls still refuse anyone not signed in (the page is no new way in).
 		expect((await api(node.url).post("/api/admin/products", { name: "x", price: 1, stock: 1, saleAt: new Date().toISOString() })).status).toBe(401);
