@@ -68,7 +68,8 @@ const WaitlistService: ServiceSchema<ServiceSettingSchema, WaitlistThis> = {
 			params: { $$strict: "remove", id: productId },
 			async handler(this: WaitlistThis, ctx: Ctx<{ id: string }>) {
 				const userId = buyerOf(ctx);
-				if (!isId(ctx.params.id)) throw notFound("Product", "PRODUCT_NOT_FOUND");
+				// Withdrawing twice is fine (200); from a product that does not exist, a 404 like every product route.
+				if (!isId(ctx.params.id) || !(await sql.productOf(this.db, ctx.params.id))) throw notFound("Product", "PRODUCT_NOT_FOUND");
 				const gone = await sql.leave(this.db, ctx.params.id, userId);
 				if (gone) await this.cancelNotice(ctx.params.id, userId, gone.sale_at);
 				return { waiting: false };

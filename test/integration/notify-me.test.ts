@@ -114,6 +114,8 @@ describe("notify me (알림 신청)", () => {
 		expect((await http.post("/api/products/999999/notify-me", {}, buyer.token)).body.type).toBe("PRODUCT_NOT_FOUND");
 		expect((await http.post("/api/products/abc/notify-me", {}, buyer.token)).status).toBe(404);
 		expect((await http.post(`/api/products/${open.body.product.id}/notify-me`, {})).status).toBe(401);
-		expect((await http.del("/api/products/999999/notify-me", buyer.token)).body).toEqual({ waiting: false });
+		expect((await http.del("/api/products/999999/notify-me", buyer.token)).body.type).toBe("PRODUCT_NOT_FOUND");
+		// Withdrawing when not waiting is no error.
+		expect((await http.del(`/api/products/${open.body.product.id}/notify-me`, buyer.token)).body).toEqual({ waiting: false });
 	});
 });

@@ -5,7 +5,7 @@ import { api } from "../helpers/http";
 import { publishMessages } from "../../mixins/notify.mixin";
 import { waitFor } from "../helpers/nodes";
 import { seedBuyers, sleep } from "../helpers/sale";
-import { press, shopPage, signUpOnPage, textOf, type } from "../helpers/shop";
+import { checkScreen, press, shopPage, signUpOnPage, textOf, type } from "../helpers/shop";
 import { storeForFile } from "../helpers/store";
 
 /**
@@ -112,6 +112,20 @@ describe("products in /admin", () => {
 		await shop.page.goto(`${node.url}/`);
 		await shop.page.locator("a.name", { hasText: "Dopamine Cap" }).waitFor();
 
+		// A buyer asks, on the product's page, to be told before it opens (알림 신청).
+		const buyer = shop.page;
+		await buyer.goto(`${node.url}/p/${id}`);
+		await signUpOnPage(buyer, "carol", "carol@example.com", "carol-password-1");
+		await buyer.locator("#notify-me:not([hidden])").waitFor();
+		expect(await textOf(buyer, "#notify-me")).toBe("Notify me before it opens");
+		await press(buyer, "#notify-me");
+		await buyer.locator("#claim-message").filter({ hasText: "We will e-mail you at" }).waitFor();
+		expect(await buyer.getAttribute("#notify-me", "aria-pressed")).toBe("true");
+		expect(await textOf(buyer, "#notify-me")).toBe("Stop the reminder");
+		await checkScreen(buyer, "product-notify-me");
+		await page.reload();
+		await rowOf(page, id).locator("[data-role=waiting]").filter({ hasText: /^3$/ }).waitFor();
+
 		// Rescheduled through the page to a few seconds ahead (the seconds are kept).
 		await rowOf(page, id).getByRole("button", { name: "Edit Dopamine Cap" }).click();
 		expect(await page.inputValue("#name")).toBe("Dopamine Cap");
@@ -121,9 +135,8 @@ describe("products in /admin", () => {
 		expect(await sql(store.db, "SELECT sale_at FROM products WHERE id = $1", [id])).toEqual([{ sale_at: new Date(opensAt) }]);
 
 		// Bought on /p/:id once it opens.
-		const buyer = shop.page;
-		await buyer.goto(`${node.url}/p/${id}`);
-		await signUpOnPage(buyer, "carol", "carol@example.com", "carol-password-1");
+		await buyer.reload();
+		await buyer.locator("html[data-ready=true]").waitFor();
 		await buyer.locator("#buy:not([disabled])").waitFor({ timeout: 30_000 });
 		await press(buyer, "#buy");
 		await buyer.locator("#claim-message").filter({ hasText: "You got it" }).waitFor({ timeout: 15_000 });
