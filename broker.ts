@@ -1,3 +1,4 @@
+import os from "node:os";
 import { BrokerOptions, ServiceBroker, ServiceSchema } from "moleculer";
 import { bindConfig, Config, ConfigError } from "./config";
 import { brokerOptions } from "./moleculer.config";
@@ -9,6 +10,7 @@ import ProductsService from "./services/products.service";
 import SalesService from "./services/sales.service";
 import SlotsService from "./services/slots.service";
 import UsersService from "./services/users.service";
+import WaitlistService from "./services/waitlist.service";
 
 /** Every service a node can run, by the name SERVICES uses: a schema, or a factory of one from the config. */
 export const SERVICES: Record<string, ServiceSchema<any, any> | ((config: Config) => ServiceSchema<any, any>)> = {
@@ -19,6 +21,7 @@ export const SERVICES: Record<string, ServiceSchema<any, any> | ((config: Config
 	payments: PaymentsService,
 	notifier: NotifierService,
 	sales: SalesService,
+	waitlist: WaitlistService,
 	api: ApiService,
 };
 
@@ -44,4 +47,24 @@ export function createBroker(
 		broker.createService(extend[name] ? { ...extend[name], name, mixins: [schema, ...(extend[name].mixins ?? [])] } : schema);
 	}
 	return broker;
+}
+
+/**
+ * The node `npm run repl` starts. Joined to a cluster (TRANSPORTER set) it runs no service unless
+ * SERVICES names some: an operator's terminal must not become an allocator and take products over
+ * in the middle of a sale, nor a second gateway or notifier. Its commands are calls, so they reach
+ * the cluster's services. Alone (no TRANSPORTER) there is no cluster to watch, so it runs the whole
+ * store in this process, as `npm start` does.
+ */
+export function createReplBroker(config: Config): ServiceBroker {
+	if (!config.transporter) return createBroker(config);
+	const watcher: Config = {
+		...config,
+		services: config.services ?? [],
+		// Its own name, never a running node's (NODE_ID is often set for the node it sits beside).
+		nodeId: `repl-${os.hostname()}-${process.pid}`,
+	};
+	// Metrics stay on (the dashboards ask every node) but without a listener: the node beside it
+	// already holds METRICS_PORT.
+	return createBroker(watcher, { metrics: { enabled: true, reporter: [] } });
 }

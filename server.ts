@@ -1,16 +1,20 @@
 import { ConfigError, loadConfig } from "./config";
-import { createBroker } from "./broker";
+import { createBroker, createReplBroker } from "./broker";
 
-/** Starts one node: the services named in SERVICES (default: all), on the configured transporter. */
+/**
+ * Starts one node: the services named in SERVICES (default: all), on the configured transporter.
+ * With --repl, an operator's node that only watches a cluster (see createReplBroker).
+ */
 async function main(): Promise<void> {
 	const config = loadConfig(process.env);
-	const broker = createBroker(config);
+	const repl = process.argv.includes("--repl");
+	const broker = repl ? createReplBroker(config) : createBroker(config);
 	if (config.jwtSecretGenerated)
 		broker.logger.warn("JWT_SECRET is not set: using a random secret for this process; tokens die with it.");
 	if (config.transporter && config.nodeSecretDerived)
 		broker.logger.warn("NODE_SECRET is not set: the nodes' identity secret is derived from JWT_SECRET; set NODE_SECRET (32+ bytes, the same on every node) so that the key minting tokens is not the one every node signs with.");
 	await broker.start();
-	if (process.argv.includes("--repl")) broker.repl();
+	if (repl) broker.repl();
 }
 
 main().catch(err => {

@@ -15,6 +15,8 @@ export interface Config {
 	jwtSecret: string;
 	/** True when no JWT_SECRET was given and one was generated for this process. */
 	jwtSecretGenerated: boolean;
+	/** STORE_TIME_ZONE: the IANA zone the store's sale times are set in (the admin's "next 10:00"). */
+	storeTimeZone: string;
 	jwtExpiresInSeconds: number;
 	/**
 	 * The nodes' own secret: signs the identity a gateway (or the REPL) hands the services in
@@ -54,6 +56,8 @@ export interface Config {
 	admin: { loginId: string; password: string; email: string } | null;
 	slotTtlSeconds: number;
 	slotReminderBeforeSeconds: number;
+	/** NOTIFY_ME_BEFORE_SECONDS: how long before a sale opens a waiting buyer's "notify me" e-mail goes out. */
+	notifyMeBeforeSeconds: number;
 	/** Simulated payment gateway latency. */
 	paymentLatencyMs: number;
 	/** How often each `slots` node looks for HELD slots past their expiry (the safety net). */
@@ -87,6 +91,11 @@ export interface Config {
 		retentionDays: number;
 		/** Messages the intake takes from the channel at once (JetStream max_ack_pending). */
 		maxInFlight: number;
+		/**
+		 * Send rate per channel (token bucket, per notifier node): tokens a minute and burst.
+		 * 0 a minute = no limit. E-mail's applies to SMTP only (the local mailbox has no provider).
+		 */
+		rates: Record<"email" | "slack" | "discord", { perMinute: number; burst: number }>;
 	};
 	slackWebhookUrl: string | null;
 	discordWebhookUrl: string | null;
@@ -197,6 +206,41 @@ function metricsToken(env: Env): string | null {
 	return t;
 }
 
+/**
+ * NOTIFIER_<CHANNEL>_PER_MINUTE and _BURST. E-mail's default suits a Gmail account sending by SMTP
+ * (one message every two seconds, five at once): Gmail answers a faster sender 421 4.7.0 and a
+ * day's quota 550 5.4.5, both "later" to the notifier. Slack's webhooks take about one a second;
+ * Discord's answer 429 with Retry-After beyond 30 a minute.
+ */
+function sendRates(env: Env): Config["notifier"]["rates"] {
+	const rate = (channel: string, perMinute: number, burst: number) => ({
+		perMinute: int(env, `NOTIFIER_${channel}_PER_MINUTE`, perMinute),
+		burst: int(env, `NOTIFIER_${channel}_BURST`, burst, 1),
+	});
+	const rates = { email: rate("EMAIL", 30, 5), slack: rate("SLACK", 60, 5), discord: rate("DISCORD", 30, 5) };
+	const concurrency = int(env, "NOTIFIER_CONCURRENCY", 8, 1);
+	const leaseMs = int(env, "NOTIFIER_LEASE_MS", 2 * 60_000, 1000);
+	for (const [channel, r] of Object.entries(rates)) {
+		// A try waits for its token while it holds its lease: the slowest wait must end well inside it.
+		if (r.perMinute > 0 && (concurrency / r.perMinute) * 60_000 > leaseMs / 2)
+			throw new ConfigError(
+				`NOTIFIER_${channel.toUpperCase()}_PER_MINUTE ${r.perMinute} is too slow for NOTIFIER_CONCURRENCY ${concurrency}: a try would wait past half its lease (NOTIFIER_LEASE_MS ${leaseMs})`
+			);
+	}
+	return rates;
+}
+
+/** STORE_TIME_ZONE, default Asia/Seoul (the store sells at 10:00 KST); a zone Intl does not know is refused. */
+function timeZone(env: Env): string {
+	const zone = text(env, "STORE_TIME_ZONE") ?? "Asia/Seoul";
+	try {
+		new Intl.DateTimeFormat("en-US", { timeZone: zone });
+	} catch {
+		throw new ConfigError(`STORE_TIME_ZONE must be an IANA time zone such as Asia/Seoul or UTC, got "${zone}"`);
+	}
+	return zone;
+}
+
 function generatedSecret(): string {
 	// Random per start: tokens from an earlier run stop working, which is right for a demo node.
 	return require("node:crypto").randomBytes(32).toString("base64url");
@@ -260,6 +304,7 @@ export function loadConfig(env: Env = process.env): Config {
 		services: services ? services.split(",").map(s => s.trim()).filter(Boolean) : null,
 		jwtSecret,
 		jwtSecretGenerated: !givenSecret,
+		storeTimeZone: timeZone(env),
 		jwtExpiresInSeconds: int(env, "JWT_EXPIRES_IN_SECONDS", 3600, 1),
 		nodeSecret: givenNodeSecret ?? derivedNodeSecret(jwtSecret),
 		nodeSecretDerived: !givenNodeSecret,
@@ -283,6 +328,7 @@ export function loadConfig(env: Env = process.env): Config {
 			: null,
 		slotTtlSeconds: ttl,
 		slotReminderBeforeSeconds: reminder,
+		notifyMeBeforeSeconds: int(env, "NOTIFY_ME_BEFORE_SECONDS", 600),
 		paymentLatencyMs: int(env, "PAYMENT_LATENCY_MS", 50),
 		slotSweepIntervalMs: int(env, "SLOT_SWEEP_INTERVAL_MS", 5000, 50),
 		allocatorQueueLimit: int(env, "ALLOCATOR_QUEUE_LIMIT", 20_000, 1),
@@ -302,6 +348,7 @@ export function loadConfig(env: Env = process.env): Config {
 			leaseMs: int(env, "NOTIFIER_LEASE_MS", 2 * 60_000, 1000),
 			retentionDays: int(env, "NOTIFIER_RETENTION_DAYS", 30, 1),
 			maxInFlight: int(env, "NOTIFIER_MAX_IN_FLIGHT", 100, 1),
+			rates: sendRates(env),
 		},
 		slackWebhookUrl: text(env, "SLACK_WEBHOOK_URL"),
 		discordWebhookUrl: text(env, "DISCORD_WEBHOOK_URL"),

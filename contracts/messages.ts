@@ -52,6 +52,8 @@ export const MESSAGE_KINDS = {
 	slotExpired: "slot.expired",
 	paymentReceipt: "payment.receipt",
 	paymentFailed: "payment.failed",
+	/** "Notify me": a sale a buyer waits for opens soon. */
+	saleOpening: "sale.opening",
 	/** Operators' messages. */
 	unitsReclaimed: "ops.unitsReclaimed",
 	deliveriesFailed: "ops.deliveriesFailed",

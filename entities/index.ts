@@ -15,10 +15,11 @@ import { Integrity1732840000000 } from "./migrations/1732840000000-Integrity";
 import { DeliveriesDueOrder1732850000000 } from "./migrations/1732850000000-DeliveriesDueOrder";
 import { KeyedRequestHash1732860000000 } from "./migrations/1732860000000-KeyedRequestHash";
 import { ExpiredByProduct1732870000000 } from "./migrations/1732870000000-ExpiredByProduct";
+import { SaleWaits1732880000000 } from "./migrations/1732880000000-SaleWaits";
 
 export { PasswordResetToken, Product, Slot, User };
 export const entities = [User, PasswordResetToken, Product, Slot];
-export const migrations = [InitialSchema1732500000000, Outbox1732600000000, Lifecycle1732700000000, Deliveries1732800000000, SaleFacts1732820000000, TokenRevocation1732830000000, Integrity1732840000000, DeliveriesDueOrder1732850000000, KeyedRequestHash1732860000000, ExpiredByProduct1732870000000];
+export const migrations = [InitialSchema1732500000000, Outbox1732600000000, Lifecycle1732700000000, Deliveries1732800000000, SaleFacts1732820000000, TokenRevocation1732830000000, Integrity1732840000000, DeliveriesDueOrder1732850000000, KeyedRequestHash1732860000000, ExpiredByProduct1732870000000, SaleWaits1732880000000];
 
 /** Any fixed number: every node that migrates takes this advisory lock first. */
 const MIGRATION_LOCK = 4_180_722_001;

@@ -82,6 +82,7 @@
 				state.opened = true;
 				renderProduct();
 				renderBuy();
+				renderNotify();
 				if (!state.claiming && !activeSlot()) say($("claim-message"), t("saleOpened"), "ok");
 			}
 			return;
@@ -117,7 +118,7 @@
 
 	async function afterSignIn() {
 		renderAccount();
-		await loadMine();
+		await Promise.all([loadMine(), loadNotify()]);
 		renderAll();
 		$("buy").focus();
 	}
@@ -207,6 +208,32 @@
 			b.disabled = false;
 			b.textContent = t("buy");
 		}
+	}
+
+	/** "Notify me" (알림 신청): a signed-in buyer, before the opening, asks for an e-mail ahead of it. */
+	function renderNotify() {
+		const n = $("notify-me");
+		n.hidden = !session.token() || isOpen() || !state.notify;
+		if (n.hidden) return;
+		n.textContent = state.notify.waiting ? t("notifyMeOff") : t("notifyMe");
+		n.setAttribute("aria-pressed", String(!!state.notify.waiting));
+	}
+
+	async function loadNotify() {
+		state.notify = null;
+		if (!session.token() || isOpen()) return;
+		const r = await S.authed("GET", `/api/products/${encodeURIComponent(productId)}/notify-me`);
+		if (r.status === 200) state.notify = r.body;
+	}
+
+	async function onNotify() {
+		if (!state.notify) return;
+		const r = await S.authed(state.notify.waiting ? "DELETE" : "POST", `/api/products/${encodeURIComponent(productId)}/notify-me`);
+		if (r.status === 200 || r.status === 201) {
+			state.notify = r.body;
+			say($("claim-message"), r.body.waiting ? t("notifyMeOn", { time: fmt.when(r.body.notifyAt) }) : t("notifyMeStopped"), "ok");
+		} else say($("claim-message"), (r.body && r.body.message) || t("serverError"), "bad");
+		renderNotify();
 	}
 
 	async function onBuy() {
@@ -467,6 +494,7 @@
 		if (!state.product) return;
 		renderProduct();
 		renderBuy();
+		renderNotify();
 		renderSlot();
 		renderHistory();
 	}
@@ -480,6 +508,7 @@
 	$("show-forgot").addEventListener("click", () => showForm("forgot"));
 	$("sign-out").addEventListener("click", () => signedOut(undefined, true));
 	$("buy").addEventListener("click", onBuy);
+	$("notify-me").addEventListener("click", onNotify);
 	$("pay-form").addEventListener("submit", onPay);
 	for (const r of document.querySelectorAll("#pay-form input[name=method]")) r.addEventListener("change", onMethodChange);
 
@@ -488,7 +517,7 @@
 		const [synced, found] = await Promise.all([S.syncClock(3), loadProduct()]);
 		if (!found) return;
 		if (!synced) say($("page-message"), t("loadFailed"), "bad");
-		await loadMine();
+		await Promise.all([loadMine(), loadNotify()]);
 		renderAll();
 		armOpening();
 		let lastSecond = -1;

@@ -1,6 +1,6 @@
 import { adminCommand } from "./admin";
 import type { ReplCommand } from "./command";
-import { deliveriesCommand, resendCommand } from "./notifications";
+import { deliveriesCommand, resendCommand, resendFailedCommand } from "./notifications";
 import { ownersCommand, reportCommand, saleCommand, salesCommand } from "./sales";
 import { expireCommand, sweepCommand } from "./slots";
 
@@ -14,5 +14,6 @@ export const replCommands: ReplCommand[] = [
 	sweepCommand,
 	deliveriesCommand,
 	resendCommand,
+	resendFailedCommand,
 	adminCommand,
 ];

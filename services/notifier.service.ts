@@ -9,18 +9,21 @@ import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import type { ChannelBroker } from "../lib/channels";
 import { streamNameOf } from "../lib/channels";
 import type { Ctx } from "../lib/context";
-import { notFound } from "../lib/errors";
+import { forbidden, invalid, notFound } from "../lib/errors";
 import { GroupWriter } from "../lib/group-writer";
 import { operatorMessages } from "../lib/messages";
 import { isId } from "../lib/sql";
 import { backoffMs } from "./notifier/backoff";
 import * as log from "./notifier/delivery-log";
 import { DeliveryRow, NewDelivery } from "./notifier/delivery-log";
+import { TokenBucket } from "./notifier/token-bucket";
 import { DeliveryError, Transport, transportsFor } from "./notifier/transports";
 import { hideSealed, unsealText } from "../lib/sealed";
 
 const PAGE_SIZE = 50;
 const JOB = "notification.due";
+/** Tries a message may spend on a provider's "later" answers (throttle, quota) before it is FAILED. */
+const LATER_MAX_ATTEMPTS = 100;
 const METRICS = {
 	deliveries: "dopamine.notifier.deliveries.total",
 	latency: "dopamine.notifier.delivery.seconds",
@@ -36,6 +39,8 @@ const PRUNE_EVERY_MS = 60 * 60_000;
 type NotifierThis = WithDb & WithAgenda & WithNotify & {
 	config: Config;
 	transports: Map<string, Transport>;
+	/** Each rate-limited channel's token bucket (NOTIFIER_<CHANNEL>_PER_MINUTE), taken before every try. */
+	buckets: Map<string, TokenBucket>;
 	/** This node's name in the log's `worker` column (its leases). */
 	worker: string;
 	/** SENT marks, group-committed: a burst of deliveries (a sale's "slot granted" mails) is a few UPDATEs, not one each. */
@@ -98,6 +103,32 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 				this.wake();
 				ctx.meta.$statusCode = 202;
 				return { notification: this.listed(row) };
+			},
+		},
+
+		/**
+		 * `POST /api/admin/notifications/resend-failed` (REPL `resend-failed`): every FAILED delivery
+		 * of a kind (or all kinds), created in [since, until), goes out again with fresh tries, at
+		 * the channel's pace. Returns how many.
+		 */
+		resendFailed: {
+			auth: "admin",
+			params: {
+				$$strict: "remove",
+				kind: { type: "string", min: 1, max: 64, optional: true },
+				channel: { type: "enum", values: ["email", "slack", "discord"], optional: true },
+				since: { type: "date", convert: true, optional: true },
+				until: { type: "date", convert: true, optional: true },
+			},
+			async handler(this: NotifierThis, ctx: Ctx<{ kind?: string; channel?: string; since?: Date; until?: Date }>) {
+				const { since, until } = ctx.params;
+				if ((since && Number.isNaN(since.getTime())) || (until && Number.isNaN(until.getTime())))
+					throw invalid("'since' and 'until' must be dates (ISO 8601).");
+				if (since && until && since >= until) throw invalid("'since' must be before 'until'.");
+				const ids = await log.resendFailed(this.db, ctx.params);
+				if (ids.length) this.wake();
+				ctx.meta.$statusCode = 202;
+				return { resent: ids.length, ids };
 			},
 		},
 
@@ -254,13 +285,18 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 							: `unknown channel "${row.channel}"`,
 						true
 					);
+				await this.buckets.get(row.channel)?.take();
 				// Sealed parts (a reset link) are opened only here, on their way to the recipient (lib/sealed.ts).
 				await transport.send({ id, kind: row.kind, channel: row.channel, recipient: row.recipient, subject: row.subject, text: unsealText(this.config.nodeSecret, row.text) });
 			} catch (err) {
 				const e = err as DeliveryError;
 				const message = e?.message ?? String(err);
-				const last = e?.permanent || row.attempts >= this.config.notifier.maxAttempts;
-				const wait = e?.retryAfterMs ?? backoffMs(row.attempts, this.config.notifier.backoffBaseMs, this.config.notifier.backoffMaxMs);
+				// A provider's "later" (throttle, quota) is no fault of the message: it does not use up
+				// its tries (up to LATER_MAX_ATTEMPTS, so a quota that never lifts still ends).
+				const last = e?.permanent || row.attempts >= (e?.later ? LATER_MAX_ATTEMPTS : this.config.notifier.maxAttempts);
+				const wait = e?.retryAfterMs ?? backoffMs(e?.later ? Math.min(row.attempts, 4) : row.attempts, this.config.notifier.backoffBaseMs, this.config.notifier.backoffMaxMs);
+				// The whole channel slows down, not just this message: the next sends would get the same answer.
+				if (e?.later) this.buckets.get(row.channel)?.holdFor(wait);
 				const failed = await log.markTryFailed(this.db, id, this.worker, message, last ? null : new Date(Date.now() + wait));
 				this.broker.metrics.increment(METRICS.deliveries, { channel: row.channel, status: failed ? "FAILED" : "RETRY" });
 				if (failed) this.logger.warn(`Delivery ${id} (${row.kind} by ${row.channel}) FAILED after ${row.attempts} tries: ${message}`);
@@ -307,6 +343,11 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 			},
 		};
 		this.transports = transportsFor(this.config);
+		this.buckets = new Map();
+		for (const [channel, r] of Object.entries(this.config.notifier.rates)) {
+			// The local mailbox has no provider to spare.
+			if (r.perMinute > 0 && (channel !== "email" || this.config.smtpUrl)) this.buckets.set(channel, new TokenBucket(r.perMinute, r.burst));
+		}
 		this.worker = this.broker.nodeID;
 		this.sentMarks = new GroupWriter(ids => log.markSent(this.db, ids, this.worker));
 		this.takenIn = 0;

@@ -94,6 +94,22 @@ export const buyerMessages = {
 		};
 	},
 
+	saleOpening(locale: Locale, p: { loginId: string; productName: string; saleAt: Date | string; productUrl: string }): Rendered {
+		const at = formatTime(locale, p.saleAt);
+		return {
+			kind: MESSAGE_KINDS.saleOpening,
+			...(locale === "ko"
+				? {
+						subject: `[${p.productName}] 곧 판매가 시작됩니다`,
+						text: `${p.loginId}님, 알림 신청하신 ${p.productName} 판매가 ${at}에 시작됩니다.\n선착순이니 시간에 맞춰 들러 주세요: ${p.productUrl}`,
+					}
+				: {
+						subject: `${p.productName} goes on sale soon`,
+						text: `Hello ${p.loginId}, ${p.productName}, which you asked to hear about, goes on sale at ${at}.\nFirst come, first served: ${p.productUrl}`,
+					}),
+		};
+	},
+
 	slotGranted(locale: Locale, p: { loginId: string; productName: string; expiresAt: Date | string; payUrl: string }): Rendered {
 		const until = formatTime(locale, p.expiresAt);
 		const minutes = minutesLeft(p.expiresAt);

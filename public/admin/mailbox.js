@@ -47,6 +47,25 @@
 		}
 	}
 
+	/** POST /api/admin/notifications/resend-failed with the form's filters (times read as UTC). */
+	async function resendFailed(ev) {
+		ev.preventDefault();
+		$("bulk-error").textContent = "";
+		$("bulk-ok").textContent = "";
+		const body = {};
+		const kind = $("bulk-kind").value.trim();
+		if (kind) body.kind = kind;
+		for (const k of ["since", "until"]) if ($(`bulk-${k}`).value) body[k] = `${$(`bulk-${k}`).value}Z`;
+		try {
+			const r = await Admin.api("/api/admin/notifications/resend-failed", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+			$("bulk-ok").textContent = `${fmt(r.resent)} failed deliver${r.resent === 1 ? "y" : "ies"} queued to be sent again.`;
+			load();
+		} catch (err) {
+			$("bulk-error").textContent = `Could not resend: ${err.message}`;
+		}
+	}
+
+	$("bulk-form").addEventListener("submit", resendFailed);
 	$("status").addEventListener("change", () => ((page = 1), load()));
 	$("prev").addEventListener("click", () => { if (page > 1) { page -= 1; load(); } });
 	$("next").addEventListener("click", () => ((page += 1), load()));

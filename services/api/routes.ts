@@ -96,7 +96,8 @@ export function apiRoutes(config: Config) {
 			...common,
 			aliases: {
 				"GET health": health,
-				"GET time": (_req: Req, res: Res) => sendJson(res, 200, { now: new Date().toISOString() }),
+				// timeZone (an addition): where the admin's product form puts its default "next 10:00".
+				"GET time": (_req: Req, res: Res) => sendJson(res, 200, { now: new Date().toISOString(), timeZone: config.storeTimeZone }),
 				"POST auth/signup": "users.signup",
 				"POST auth/login": "users.login",
 				"POST auth/password/forgot": "users.forgotPassword",
@@ -117,6 +118,9 @@ export function apiRoutes(config: Config) {
 				"POST payments/:id/confirm": "payments.confirm",
 				"GET payments/:id": "payments.get",
 				"GET me/payments": "payments.mine",
+				"POST products/:id/notify-me": "waitlist.join",
+				"DELETE products/:id/notify-me": "waitlist.leave",
+				"GET products/:id/notify-me": "waitlist.mine",
 			},
 		},
 		{
@@ -131,9 +135,11 @@ export function apiRoutes(config: Config) {
 				"PATCH products/:id": "products.update",
 				"DELETE products/:id": "products.remove",
 				"GET notifications": "notifier.list",
+				"POST notifications/resend-failed": "notifier.resendFailed",
 				"POST notifications/:id/resend": "notifier.resend",
 				"GET sales": "sales.live",
 				"GET sales/:productId": "sales.report",
+				"GET waitlist": "waitlist.counts",
 			},
 		},
 		{

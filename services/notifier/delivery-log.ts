@@ -204,6 +204,22 @@ export async function cancelDeliveries(db: DataSource, by: { id?: string; dedupe
 	return rows.map(r => String(r.id));
 }
 
+/** An admin's bulk resend: FAILED deliveries of a kind and channel created in [since, until), again with fresh tries. */
+export async function resendFailed(db: DataSource, f: { kind?: string; channel?: string; since?: Date; until?: Date }): Promise<string[]> {
+	const rows = rowsOf<{ id: string }>(
+		await db.query(
+			`UPDATE deliveries SET status = 'PENDING', attempts = 0, next_attempt_at = now(), lease_until = NULL, last_error = NULL,
+			        sent_at = NULL, updated_at = now()
+			 WHERE status = 'FAILED' AND channel <> ''
+			   AND ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR channel = $2)
+			   AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::timestamptz IS NULL OR created_at < $4)
+			 RETURNING id::text`,
+			[f.kind ?? null, f.channel ?? null, f.since ?? null, f.until ?? null]
+		)
+	);
+	return rows.map(r => r.id);
+}
+
 /** An admin's resend: the delivery goes out again now, with a fresh count of tries. */
 export async function resend(db: DataSource, id: string): Promise<DeliveryRow | null> {
 	const rows = rowsOf<DeliveryRow>(

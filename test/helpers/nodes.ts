@@ -33,13 +33,16 @@ export interface StoreNode {
 
 /**
  * Starts one store node inside the test process, configured from `env` exactly as
- * `npm start` would be (PORT defaults to 0 = any free port, METRICS_PORT to 0 = no listener).
+ * `npm start` would be (PORT defaults to 0 = any free port, METRICS_PORT to 0 = no listener,
+ * NOTIFIER_EMAIL_PER_MINUTE to 0 = no e-mail rate).
  */
 export async function startNode(
 	env: Record<string, string | undefined>,
 	extend: Record<string, Partial<ServiceSchema<any, any>>> = {}
 ): Promise<StoreNode> {
-	const config = loadConfig({ PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", ...env });
+	// E-mail at the test SMTP server's own speed unless a test sets the pace (the Gmail-suited default
+	// would make a test's thousand mails take half an hour): test/integration/notifier-pace.test.ts does.
+	const config = loadConfig({ PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", NOTIFIER_EMAIL_PER_MINUTE: "0", ...env });
 	const broker = createBroker(config, { skipProcessEventRegistration: true }, extend);
 	const messages: MessageBody[] = [];
 	// Sees what this node's services hand the notifier, as they hand it: every publish on the

@@ -33,6 +33,12 @@ export class TestSmtp {
 	refusedWhileDown = 0;
 	droppedWhileHeld = 0;
 	delayMs = 0;
+	/**
+	 * A provider's answers: called for each message's DATA, it may refuse it with a code and text
+	 * ("421" and "4.7.0 Try again later"); the refusal is kept in `refusals` and the message not counted.
+	 */
+	judge: ((to: string[]) => { code: number; message: string } | null) | null = null;
+	readonly refusals: { code: number; message: string; to: string[]; at: number }[] = [];
 	private holding = false;
 	private held: Held[] = [];
 	private closed = new Set<string>();
@@ -102,6 +108,11 @@ export class TestSmtp {
 						to: session.envelope.rcptTo.map(r => r.address.toLowerCase()),
 					};
 					const finish = () => {
+						const refusal = this.judge?.(envelope.to) ?? null;
+						if (refusal) {
+							this.refusals.push({ ...refusal, to: envelope.to, at: Date.now() });
+							return callback(Object.assign(new Error(refusal.message), { responseCode: refusal.code }));
+						}
 						if (this.holding) return void this.held.push({ sessionId: session.id, raw, envelope, answer: err => callback(err ?? null) });
 						this.accept(raw, envelope);
 						callback(null);

@@ -220,6 +220,12 @@ const ROUTES: Route[] = [
 	{ method: "DELETE", path: "/api/admin/products/:id", auth: "admin", writes: true },
 	{ method: "GET", path: "/api/admin/notifications", auth: "admin" },
 	{ method: "POST", path: "/api/admin/notifications/:id/resend", auth: "admin", writes: true },
+	{ method: "POST", path: "/api/products/:id/notify-me", auth: "buyer", writes: true },
+	{ method: "DELETE", path: "/api/products/:id/notify-me", auth: "buyer", writes: true },
+	{ method: "GET", path: "/api/products/:id/notify-me", auth: "buyer" },
+	{ method: "GET", path: "/api/admin/waitlist", auth: "admin" },
+	{ method: "POST", path: "/api/admin/notifications/resend-failed", auth: "admin", writes: true, text: ["kind", "since"],
+		body: () => ({ kind: "fuzz.none", since: new Date(Date.now() - 60_000).toISOString() }) },
 ];
 // (fetch refuses to send TRACE and CONNECT.)
 const EXTRA_METHODS = ["PUT", "OPTIONS", "HEAD", "PROPFIND", "DELETE", "PATCH"];

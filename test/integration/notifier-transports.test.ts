@@ -80,7 +80,8 @@ describe("e-mail over SMTP", () => {
 		expect(got[0]).toMatchObject({ subject: "Subject once-1 한글", text: "Body of once-1\n두 번째 줄", from: "Store <store@example.com>", kind: "test.mail" });
 		const [row] = await rowsOf("once-1");
 		expect(row).toMatchObject({ status: "SENT", attempts: 1, last_error: null });
-		expect(got[0].messageId).toBe(`<delivery-${row.id}@dopamine.local>`);
+		// In MAIL_FROM's domain.
+		expect(got[0].messageId).toBe(`<delivery-${row.id}@example.com>`);
 	});
 
 	it("SMTP down: retries with backoff, then FAILED with the error, and the operators hear of it", async () => {

@@ -1,5 +1,6 @@
 import * as nodemailer from "nodemailer";
 import { isOneEmail } from "../../../lib/validation";
+import { classifySmtpAnswer } from "../smtp-answers";
 import { DeliveryError, Outgoing, Transport } from "./types";
 
 /**
@@ -44,11 +45,10 @@ export class EmailTransport implements Transport {
 				headers: { "X-Dopamine-Kind": m.kind },
 			});
 		} catch (err) {
-			const e = err as Error & { responseCode?: number; code?: string };
-			// 5xx is the server's final word on this message (bad address, rejected); 4xx and
-			// connection errors are worth another try.
-			const permanent = typeof e.responseCode === "number" && e.responseCode >= 500 && e.responseCode < 600;
-			throw new DeliveryError(`SMTP ${e.responseCode ?? e.code ?? ""}: ${e.message}`.replace(/\s+/g, " ").trim(), permanent);
+			const e = err as Error & { responseCode?: number; response?: string; code?: string };
+			// By the enhanced status code: a rejected address is final; a throttle or a quota is "later".
+			const verdict = classifySmtpAnswer(e.responseCode, e.response);
+			throw new DeliveryError(`SMTP ${e.responseCode ?? e.code ?? ""}: ${e.message}`.replace(/\s+/g, " ").trim(), verdict === "final", undefined, verdict === "later");
 		}
 	}
 

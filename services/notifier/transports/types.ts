@@ -16,7 +16,11 @@ export interface Transport {
  * at once. `retryAfterMs`: the other side said when to come back (429 Retry-After): next try then.
  */
 export class DeliveryError extends Error {
-	constructor(message: string, readonly permanent = false, readonly retryAfterMs?: number) {
+	/**
+	 * `later`: the other side said "not now" (an SMTP throttle or quota answer): try again, slow the
+	 * channel down, and do not count it against the message's tries.
+	 */
+	constructor(message: string, readonly permanent = false, readonly retryAfterMs?: number, readonly later = false) {
 		super(message);
 		this.name = "DeliveryError";
 	}
