@@ -1,6 +1,7 @@
 import { MessageBody } from "../../contracts";
 import { publishMessages } from "../../mixins/notify.mixin";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
+import { asAdmin } from "../helpers/identity";
 import { startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 import { TestSmtp } from "../helpers/smtp";
 
@@ -108,14 +109,14 @@ describe("e-mail at a provider's pace", () => {
 		smtp.judge = null;
 
 		// Nothing created after `until`: none resent.
-		expect(await node.broker.call("notifier.resendFailed", { kind: "bulk.a", until: before.toISOString() })).toEqual({ resent: 0, ids: [] });
-		const r: any = await node.broker.call("notifier.resendFailed", { kind: "bulk.a", since: before.toISOString() });
+		expect(await node.broker.call("notifier.resendFailed", { kind: "bulk.a", until: before.toISOString() }, asAdmin(node.broker))).toEqual({ resent: 0, ids: [] });
+		const r: any = await node.broker.call("notifier.resendFailed", { kind: "bulk.a", since: before.toISOString() }, asAdmin(node.broker));
 		expect(r.resent).toBe(4);
 		await waitFor("bulk.a sent", () => smtp.to().filter(m => m.kind === "bulk.a").length === 4, 30_000);
 		await new Promise(r => setTimeout(r, 500));
 		expect(smtp.to().filter(m => m.kind === "bulk.b")).toHaveLength(0);
 		expect(await failed("bulk.b")).toHaveLength(3);
 		// Bad input is a clear 4xx.
-		await expect(node.broker.call("notifier.resendFailed", { since: "not a date" })).rejects.toMatchObject({ code: 422 });
+		await expect(node.broker.call("notifier.resendFailed", { since: "not a date" }, asAdmin(node.broker))).rejects.toMatchObject({ code: 422 });
 	});
 });
