@@ -6,7 +6,10 @@ export interface Config {
 	port: number;
 	databaseUrl: string;
 	redisUrl: string | null;
+	/** TRANSPORTER with any credentials taken out (safe to log); null = single process, no NATS. */
 	transporter: string | null;
+	/** How every NATS connection of this node connects (Moleculer's transporter, the channels adapter). */
+	nats: NatsConnection | null;
 	nodeId: string;
 	namespace: string;
 	/** Services this node runs; `null` means all of them. */
@@ -68,6 +71,8 @@ export interface Config {
 		retentionDays: number;
 		/** Messages the intake takes from the channel at once (JetStream max_ack_pending). */
 		maxInFlight: number;
+		/** Copies of the notifications stream on a NATS cluster (3 on three servers: one may die with no message lost). */
+		streamReplicas: number;
 	};
 	slackWebhookUrl: string | null;
 	discordWebhookUrl: string | null;
@@ -93,6 +98,15 @@ export class ConfigError extends Error {
 }
 
 type Env = Record<string, string | undefined>;
+
+/** One NATS login for every connection a node opens. */
+export interface NatsConnection {
+	/** host:port of each server of TRANSPORTER, in order (nats.js tries them all). */
+	servers: string[];
+	/** Absent only with NATS_ALLOW_ANONYMOUS=true. */
+	user?: string;
+	pass?: string;
+}
 
 function text(env: Env, key: string): string | null {
 	const v = env[key];
@@ -154,20 +168,77 @@ function trustedProxies(env: Env): string[] {
 	return list;
 }
 
+/**
+ * TRANSPORTER is "nats://host:4222" or several such URLs, comma-separated, each optionally with
+ * "user:pass@". The login comes from the URLs, else NATS_USER with NATS_PASSWORD or
+ * NATS_PASSWORD_FILE (a file holding the password, as Docker and systemd hand secrets over). A
+ * node without one refuses to start: a NATS that accepts anyone lets anyone call any action
+ * (users.setRole). NATS_ALLOW_ANONYMOUS=true is the explicit way out, for a private NATS on
+ * loopback (the tests' shared server, `npm start` with a local nats-server).
+ */
+function natsConnection(env: Env, transporter: string): { nats: NatsConnection; safeUrl: string } {
+	const servers: string[] = [];
+	let user: string | undefined;
+	let pass: string | undefined;
+	for (const raw of transporter.split(",").map(s => s.trim()).filter(Boolean)) {
+		let url: URL;
+		try {
+			url = new URL(raw.includes("://") ? raw : `nats://${raw}`);
+		} catch {
+			throw new ConfigError(`TRANSPORTER must be nats://[user:password@]host:port[,...], got a part that is not a URL`);
+		}
+		if (url.protocol !== "nats:" && url.protocol !== "tls:")
+			throw new ConfigError(`TRANSPORTER must use nats:// URLs, got "${url.protocol}//"`);
+		if (!url.hostname) throw new ConfigError("TRANSPORTER has a URL without a host");
+		servers.push(url.host);
+		if (url.username) {
+			const u = decodeURIComponent(url.username);
+			const p = decodeURIComponent(url.password);
+			if (user !== undefined && (u !== user || p !== pass))
+				throw new ConfigError("TRANSPORTER's URLs carry different credentials: one login serves every server of a NATS cluster");
+			user = u;
+			pass = p;
+		}
+	}
+	if (servers.length === 0) throw new ConfigError("TRANSPORTER names no server");
+	if (user === undefined) {
+		user = text(env, "NATS_USER") ?? undefined;
+		const file = text(env, "NATS_PASSWORD_FILE");
+		if (file) {
+			try {
+				pass = require("node:fs").readFileSync(file, "utf8").trim();
+			} catch (err) {
+				throw new ConfigError(`NATS_PASSWORD_FILE cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+			}
+		} else pass = env.NATS_PASSWORD ?? undefined;
+		if (user !== undefined && !pass) throw new ConfigError("NATS_USER is set without NATS_PASSWORD or NATS_PASSWORD_FILE");
+		if (user === undefined && pass) throw new ConfigError("NATS_PASSWORD is set without NATS_USER");
+	}
+	if (user === undefined && text(env, "NATS_ALLOW_ANONYMOUS") !== "true")
+		throw new ConfigError(
+			"TRANSPORTER is set but no NATS credentials are: put them in TRANSPORTER (nats://user:password@host:4222) " +
+				"or set NATS_USER with NATS_PASSWORD or NATS_PASSWORD_FILE. " +
+				"Only for a private NATS that nobody else can reach, set NATS_ALLOW_ANONYMOUS=true."
+		);
+	return { nats: { servers, user, pass }, safeUrl: servers.map(s => `nats://${s}`).join(",") };
+}
+
 function generatedSecret(): string {
 	// Random per start: tokens from an earlier run stop working, which is right for a demo node.
 	return require("node:crypto").randomBytes(32).toString("base64url");
 }
 
 export function loadConfig(env: Env = process.env): Config {
-	const transporter = text(env, "TRANSPORTER");
+	const transporterGiven = text(env, "TRANSPORTER");
 	const givenSecret = text(env, "JWT_SECRET");
-	if (transporter && !givenSecret)
+	if (transporterGiven && !givenSecret)
 		throw new ConfigError(
 			"JWT_SECRET is required when TRANSPORTER is set: every node of a cluster must verify the same tokens"
 		);
 	if (givenSecret && givenSecret.length < 16)
 		throw new ConfigError("JWT_SECRET must be at least 16 characters");
+	const natsLogin = transporterGiven ? natsConnection(env, transporterGiven) : null;
+	const transporter = natsLogin?.safeUrl ?? null;
 
 	const services = text(env, "SERVICES");
 	const adminLogin = text(env, "ADMIN_LOGIN_ID");
@@ -193,6 +264,7 @@ export function loadConfig(env: Env = process.env): Config {
 		databaseUrl: text(env, "DATABASE_URL") ?? "postgres://postgres@127.0.0.1:5432/dopamine",
 		redisUrl: text(env, "REDIS_URL"),
 		transporter,
+		nats: natsLogin?.nats ?? null,
 		nodeId: text(env, "NODE_ID") ?? `${os.hostname()}-${process.pid}`,
 		namespace: text(env, "NAMESPACE") ?? "",
 		services: services ? services.split(",").map(s => s.trim()).filter(Boolean) : null,
@@ -235,6 +307,7 @@ export function loadConfig(env: Env = process.env): Config {
 			leaseMs: int(env, "NOTIFIER_LEASE_MS", 2 * 60_000, 1000),
 			retentionDays: int(env, "NOTIFIER_RETENTION_DAYS", 30, 1),
 			maxInFlight: int(env, "NOTIFIER_MAX_IN_FLIGHT", 100, 1),
+			streamReplicas: int(env, "NOTIFY_STREAM_REPLICAS", 1, 1),
 		},
 		slackWebhookUrl: text(env, "SLACK_WEBHOOK_URL"),
 		discordWebhookUrl: text(env, "DISCORD_WEBHOOK_URL"),
