@@ -5,6 +5,12 @@ import proxyaddr from "proxy-addr";
 export interface Config {
 	port: number;
 	databaseUrl: string;
+	/** Connections of this node's one store pool (TypeORM, shared by every service on the node). */
+	dbPoolSize: number;
+	/** Where Agenda connects: DATABASE_URL unless AGENDA_DATABASE_URL (a PgBouncer in session mode: Agenda LISTENs). */
+	agendaDatabaseUrl: string;
+	/** Connections of each Agenda pool (one per service that schedules jobs: slots, notifier). */
+	agendaPoolSize: number;
 	redisUrl: string | null;
 	/** TRANSPORTER with any credentials taken out (safe to log); null = single process, no NATS. */
 	transporter: string | null;
@@ -237,6 +243,7 @@ export function loadConfig(env: Env = process.env): Config {
 		);
 	if (givenSecret && givenSecret.length < 16)
 		throw new ConfigError("JWT_SECRET must be at least 16 characters");
+	const databaseUrl = text(env, "DATABASE_URL") ?? "postgres://postgres@127.0.0.1:5432/dopamine";
 	const natsLogin = transporterGiven ? natsConnection(env, transporterGiven) : null;
 	const transporter = natsLogin?.safeUrl ?? null;
 
@@ -261,7 +268,13 @@ export function loadConfig(env: Env = process.env): Config {
 
 	return {
 		port,
-		databaseUrl: text(env, "DATABASE_URL") ?? "postgres://postgres@127.0.0.1:5432/dopamine",
+		databaseUrl,
+		// 20 worker nodes at 5 + 2 × 3 would be 220 connections: a cluster puts PgBouncer between
+		// (docs/cluster.md); 5 is still enough for one node's grant writes, which are batched.
+		dbPoolSize: int(env, "DB_POOL_SIZE", 5, 1),
+		agendaDatabaseUrl: text(env, "AGENDA_DATABASE_URL") ?? databaseUrl,
+		// 3 at least: one for Agenda's LISTEN, one for the schema lock held while it starts, one to query.
+		agendaPoolSize: int(env, "AGENDA_POOL_SIZE", 3, 3),
 		redisUrl: text(env, "REDIS_URL"),
 		transporter,
 		nats: natsLogin?.nats ?? null,
