@@ -7,8 +7,12 @@ export interface Config {
 	databaseUrl: string;
 	/** Connections of this node's one store pool (TypeORM, shared by every service on the node). */
 	dbPoolSize: number;
-	/** Where Agenda connects: DATABASE_URL unless AGENDA_DATABASE_URL (a PgBouncer in session mode: Agenda LISTENs). */
-	agendaDatabaseUrl: string;
+	/**
+	 * A URL where a connection is a session (PostgreSQL itself, or PgBouncer in session mode):
+	 * DATABASE_SESSION_URL, else DATABASE_URL. Agenda (LISTEN/NOTIFY, advisory lock) and the
+	 * migrations (advisory lock) use it; DATABASE_URL may then be a PgBouncer in transaction mode.
+	 */
+	sessionDatabaseUrl: string;
 	/** Connections of each Agenda pool (one per service that schedules jobs: slots, notifier). */
 	agendaPoolSize: number;
 	redisUrl: string | null;
@@ -37,6 +41,11 @@ export interface Config {
 	/** Proxies whose X-Forwarded-For is believed (proxy-addr syntax: addresses, CIDRs, loopback...); empty = none. */
 	trustedProxies: string[];
 	requestTimeoutMs: number;
+	/**
+	 * How long a stopping gateway keeps serving while its /api/health already says 503, so a load
+	 * balancer takes it out before it refuses anything (GATEWAY_DRAIN_MS; 0 = close at once).
+	 */
+	gatewayDrainMs: number;
 	/** How long a public product read (list, one product) is served from the cache; 0 = never cached. */
 	productCacheTtlSeconds: number;
 	heartbeatIntervalSeconds: number;
@@ -272,7 +281,7 @@ export function loadConfig(env: Env = process.env): Config {
 		// 20 worker nodes at 5 + 2 × 3 would be 220 connections: a cluster puts PgBouncer between
 		// (docs/cluster.md); 5 is still enough for one node's grant writes, which are batched.
 		dbPoolSize: int(env, "DB_POOL_SIZE", 5, 1),
-		agendaDatabaseUrl: text(env, "AGENDA_DATABASE_URL") ?? databaseUrl,
+		sessionDatabaseUrl: text(env, "DATABASE_SESSION_URL") ?? databaseUrl,
 		// 3 at least: one for Agenda's LISTEN, one for the schema lock held while it starts, one to query.
 		agendaPoolSize: int(env, "AGENDA_POOL_SIZE", 3, 3),
 		redisUrl: text(env, "REDIS_URL"),
@@ -293,6 +302,7 @@ export function loadConfig(env: Env = process.env): Config {
 		passwordResetsPerHourPerAddress: int(env, "PASSWORD_RESETS_PER_HOUR", 30, 1),
 		trustedProxies: trustedProxies(env),
 		requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 5000, 100),
+		gatewayDrainMs: int(env, "GATEWAY_DRAIN_MS", 0),
 		productCacheTtlSeconds: int(env, "PRODUCT_CACHE_TTL_SECONDS", 1),
 		heartbeatIntervalSeconds: int(env, "HEARTBEAT_INTERVAL_SECONDS", 1, 1),
 		heartbeatTimeoutSeconds: int(env, "HEARTBEAT_TIMEOUT_SECONDS", 4, 2),

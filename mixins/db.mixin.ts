@@ -17,7 +17,8 @@ const shared = new WeakMap<ServiceBroker, Shared>();
 export async function acquireDatabase(broker: ServiceBroker): Promise<DataSource> {
 	let entry = shared.get(broker);
 	if (!entry) {
-		const ready = openDatabase(configOf(broker).databaseUrl, configOf(broker).dbPoolSize);
+		const config = configOf(broker);
+		const ready = openDatabase(config.databaseUrl, config.dbPoolSize, config.sessionDatabaseUrl);
 		entry = { ready, users: 0 };
 		shared.set(broker, entry);
 		ready.catch(() => shared.delete(broker));

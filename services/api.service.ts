@@ -192,6 +192,12 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 			if (this.revocationTimer) clearInterval(this.revocationTimer);
 			this.claims.flush();
 			if (!this.server.listening) return;
+			// Health has said 503 since the broker began stopping (broker.started is false): behind a
+			// load balancer, keep serving until its checks have seen that and it sends nothing new.
+			if (this.config.gatewayDrainMs > 0) {
+				this.logger.info(`Draining: serving ${this.config.gatewayDrainMs} ms more while health says 503`);
+				await new Promise(r => setTimeout(r, this.config.gatewayDrainMs));
+			}
 			// close() only refuses new connections. A kept-alive one that keeps taking requests (a
 			// dashboard polling every second) would hold it open for ever, and the node would never
 			// stop. So every answer from now on closes its connection, connections are closed as
