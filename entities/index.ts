@@ -89,7 +89,8 @@ export async function migrate(ds: DataSource): Promise<string[]> {
 export async function openDatabase(url: string, poolSize?: number, sessionUrl = url): Promise<DataSource> {
 	await ensureDatabase(sessionUrl);
 	if (sessionUrl !== url) {
-		const migrator = createDataSource(sessionUrl, 1);
+		// Two: migrate() holds one for its lock while runMigrations takes another.
+		const migrator = createDataSource(sessionUrl, 2);
 		await migrator.initialize();
 		try {
 			await migrate(migrator);

@@ -256,6 +256,8 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
 			const uid = Number(execFileSync("id", ["-u", asUser]).toString().trim());
 			const gid = Number(execFileSync("id", ["-g", asUser]).toString().trim());
 			for (const f of [pgbDir, pgbIni, userlist]) require("node:fs").chownSync(f, uid, gid);
+			// postgres must get through the run dir to its own (a mkdtemp dir is 0700); it lists nothing.
+			require("node:fs").chmodSync(o.runDir, 0o711);
 		}
 		const startPgbouncer = async (): Promise<ManagedProcess> => {
 			rmSync(path.join(pgbDir, "pgbouncer.pid"), { force: true });
@@ -285,6 +287,8 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
 			DATABASE_URL: poolUrl,
 			DATABASE_SESSION_URL: sessionUrl,
 			NOTIFY_STREAM_REPLICAS: "3",
+			// The launcher knows a node is ready by its "started successfully" line (info): never quieter than info.
+			LOG_LEVEL: ["debug", "trace"].includes(o.storeEnv.LOG_LEVEL ?? "") ? o.storeEnv.LOG_LEVEL : "info",
 			// Links in mails and pages point at the balancer, not at one gateway.
 			PUBLIC_URL: o.storeEnv.PUBLIC_URL ?? `http://127.0.0.1:${haPort}`,
 			...extra,
@@ -295,7 +299,8 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
 			const proc = spawnLogged(name, process.execPath, [SERVER], env);
 			const mp: ManagedProcess = { name, proc, port, extraPort: metricsPort, env, restart: () => startNode(name, extra, port) };
 			all.push(mp);
-			await waitPort(name, extra.SERVICES === "api" ? port : metricsPort, proc, 60_000, path.join(o.runDir, `${name}.log`));
+			// Ready when Moleculer says every service started (a worker has migrated; the gateway listens).
+			await waitLog(name, /started successfully/, proc, 60_000, path.join(o.runDir, `${name}.log`));
 			return mp;
 		};
 		// Workers first: gateways answer 503 to claims until an allocator is there.
@@ -320,8 +325,8 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
 		};
 		const haproxy = await startHaproxy();
 		const shopUrl = `http://127.0.0.1:${haPort}`;
-		await waitHealthy(shopUrl, 30_000);
 		const statsUrl = `http://127.0.0.1:${statsPort}/`;
+		await waitAllUp(statsUrl, o.gateways, 30_000);
 
 		return {
 			shopUrl,
@@ -409,26 +414,50 @@ async function waitJetStream(monitorPorts: number[], ms: number): Promise<void> 
 	throw new Error("the NATS cluster elected no JetStream leader");
 }
 
-async function waitHealthy(url: string, ms: number): Promise<void> {
+async function waitLog(name: string, line: RegExp, proc: ChildProcess, ms: number, logFile: string): Promise<void> {
 	const until = Date.now() + ms;
 	while (Date.now() < until) {
-		try {
-			const res = await fetch(`${url}/api/health`);
-			if (res.status === 200) return;
-		} catch {
-			/* not yet */
-		}
+		if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${name} exited (${proc.exitCode ?? proc.signalCode}); see ${logFile}:\n${tail(logFile)}`);
+		if (line.test(readFileSync(logFile, "utf8"))) return;
 		await sleep(100);
 	}
-	throw new Error(`${url}/api/health did not answer 200 within ${ms} ms`);
+	throw new Error(`${name} did not start within ${ms} ms; see ${logFile}:\n${tail(logFile)}`);
+}
+
+/** Gateways' states in HAProxy's stats (CSV: pxname, svname, ..., status at column 18). */
+export async function gatewayStates(statsUrl: string): Promise<Record<string, string>> {
+	const csv = await (await fetch(`${statsUrl};csv`)).text();
+	const out: Record<string, string> = {};
+	for (const f of csv.split("\n").filter(l => l.startsWith("gateways,")).map(l => l.split(","))) if (f[1] !== "BACKEND") out[f[1]] = f[17];
+	return out;
+}
+
+/** Until HAProxy's health checks have passed every gateway (`rise` checks each). */
+async function waitAllUp(statsUrl: string, n: number, ms: number): Promise<void> {
+	const until = Date.now() + ms;
+	let last = {};
+	while (Date.now() < until) {
+		last = await gatewayStates(statsUrl).catch(() => ({}));
+		if (Object.values(last).filter(s => s === "UP").length === n) return;
+		await sleep(100);
+	}
+	throw new Error(`HAProxy did not see ${n} healthy gateway(s) within ${ms} ms: ${JSON.stringify(last)}`);
 }
 
 /** SIGTERM (or `signal`), then SIGKILL after `ms`: resolves once the process is gone. */
 export async function stopProc(proc: ChildProcess, signal: NodeJS.Signals, ms: number): Promise<void> {
 	if (proc.exitCode !== null || proc.signalCode !== null) return;
 	const exited = new Promise(r => proc.once("exit", r));
-	proc.kill(signal);
-	const timer = setTimeout(() => proc.kill("SIGKILL"), ms);
+	// Gone meanwhile (`--down` from another terminal): nothing to signal.
+	const signalled = (s: NodeJS.Signals) => {
+		try {
+			proc.kill(s);
+		} catch {
+			/* already gone */
+		}
+	};
+	signalled(signal);
+	const timer = setTimeout(() => signalled("SIGKILL"), ms);
 	await exited;
 	clearTimeout(timer);
 }

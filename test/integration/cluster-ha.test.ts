@@ -1,0 +1,104 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { connect } from "nats";
+import { Cluster, gatewayStates, startCluster } from "../../ops/cluster/launcher";
+import { burst, expectSaleHeld } from "../helpers/burst";
+import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
+import { TEST_SECRET, waitFor } from "../helpers/nodes";
+import { track, untrack } from "../helpers/resources";
+import { countBy, createSale, seedBuyers } from "../helpers/sale";
+import { TestSmtp } from "../helpers/smtp";
+
+/**
+ * Issue 21: the cluster `npm run cluster` starts (ops/cluster/launcher.ts), with its real
+ * processes: 3 nats-servers with a login, PgBouncer, HAProxy, 2 gateways, 2 workers. Faults are
+ * struck at its processes (kill -9) in the middle of a burst through HAProxy; PostgreSQL says
+ * afterwards whether the sale held.
+ */
+
+const DB = freshDatabaseUrl("cluster_ha");
+const runDir = mkdtempSync(path.join(os.tmpdir(), "cluster-ha-"));
+let cluster: Cluster;
+let smtp: TestSmtp;
+const key = {};
+
+beforeAll(async () => {
+	smtp = await TestSmtp.start();
+	cluster = await startCluster({
+		gateways: 2,
+		workers: 2,
+		runDir,
+		port: 0,
+		databaseUrl: DB,
+		// Every grant is followed by a reminder at once (a mail per holder: what "delivered exactly once" counts).
+		storeEnv: { JWT_SECRET: TEST_SECRET, CLAIM_RATE_PER_SECOND: "1000", SMTP_URL: smtp.url, SLOT_TTL_SECONDS: "600", SLOT_REMINDER_BEFORE_SECONDS: "599", NOTIFIER_POLL_MS: "200" },
+	});
+	track(key, { name: "cluster", close: () => cluster.stop() });
+}, 120_000);
+
+afterAll(async () => {
+	await cluster?.stop();
+	untrack(key);
+	await smtp?.stop();
+	rmSync(runDir, { recursive: true, force: true });
+	await dropDatabase(DB);
+}, 60_000);
+
+const haproxyStatus = () => gatewayStates(cluster.statsUrl);
+
+describe("the launcher's cluster", () => {
+	it("refuses a NATS client without the login on every server, and takes one with it", async () => {
+		for (const n of cluster.nats) {
+			await expect(connect({ servers: `127.0.0.1:${n.port}`, reconnect: false })).rejects.toThrow(/Authorization Violation/i);
+			const ok = await connect({ servers: `127.0.0.1:${n.port}`, user: cluster.natsUser, pass: cluster.natsPassword, reconnect: false });
+			await ok.close();
+		}
+	});
+
+	it("sells through HAProxy: a gateway killed -9 mid-burst is routed around, exactly N granted, one per buyer, every GRANTED durable", async () => {
+		expect(await haproxyStatus()).toEqual({ "gateway-1": "UP", "gateway-2": "UP" });
+		const product = await createSale(DB, 300);
+		const buyers = await seedBuyers(DB, 500, "ha-gw");
+		let killed = false;
+		const b = await burst([cluster.shopUrl], product, buyers, n => {
+			if (n === 80 && !killed) {
+				killed = true;
+				cluster.gateways[0].proc.kill("SIGKILL");
+			}
+		}, 32);
+		// The fault struck: gateway-1 died by SIGKILL mid-burst, and HAProxy marked it down.
+		expect(killed).toBe(true);
+		await waitFor("gateway-1 to be gone", () => cluster.gateways[0].proc.signalCode === "SIGKILL", 5_000);
+		await waitFor("HAProxy to mark gateway-1 down", async () => (await haproxyStatus())["gateway-1"] === "DOWN", 10_000);
+		await expectSaleHeld(DB, product, 300, b);
+		// Every holder is mailed once (the reminder), through JetStream on the NATS cluster.
+		await waitFor("a reminder per holder", () => smtp.mails.filter(m => m.to[0].startsWith("ha-gw")).length >= 300, 60_000);
+		const perRecipient = countBy(smtp.mails.filter(m => m.to[0].startsWith("ha-gw")), m => m.to[0]);
+		expect(Object.values(perRecipient).filter(n => n !== 1)).toEqual([]);
+		expect(Object.keys(perRecipient)).toHaveLength(300);
+	});
+
+	it("sells on when one of the three NATS servers is killed -9 mid-burst, and mails every holder exactly once", async () => {
+		const product = await createSale(DB, 300);
+		const buyers = await seedBuyers(DB, 500, "ha-nats");
+		let killed = false;
+		const b = await burst([cluster.shopUrl], product, buyers, n => {
+			if (n === 80 && !killed) {
+				killed = true;
+				cluster.nats[0].proc.kill("SIGKILL");
+			}
+		}, 32);
+		expect(killed).toBe(true);
+		await waitFor("nats-1 to be gone", () => cluster.nats[0].proc.signalCode === "SIGKILL", 5_000);
+		await expectSaleHeld(DB, product, 300, b);
+		await waitFor("a reminder per holder", () => smtp.mails.filter(m => m.to[0].startsWith("ha-nats")).length >= 300, 90_000);
+		// Settle: a duplicate would arrive within the poll of the notifier.
+		await new Promise(r => setTimeout(r, 2_000));
+		const perRecipient = countBy(smtp.mails.filter(m => m.to[0].startsWith("ha-nats")), m => m.to[0]);
+		expect(Object.values(perRecipient).filter(n => n !== 1)).toEqual([]);
+		expect(Object.keys(perRecipient)).toHaveLength(300);
+		const holders = await sql<{ n: string }>(DB, "SELECT count(*) AS n FROM slots WHERE product_id = $1 AND status = 'HELD'", [product]);
+		expect(holders[0].n).toBe("300");
+	});
+});
