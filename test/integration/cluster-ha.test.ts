@@ -56,6 +56,36 @@ describe("the launcher's cluster", () => {
 		}
 	});
 
+	it("drains a gateway stopped with SIGTERM: HAProxy takes it out on its health (503) before it closes, and no claim fails", async () => {
+		const product = await createSale(DB, 200);
+		const buyers = await seedBuyers(DB, 300, "ha-drain");
+		const gw = cluster.gateways[1];
+		const states: string[] = [];
+		let stopped: Promise<unknown> | null = null;
+		const b = await burst([cluster.shopUrl], product, buyers, n => {
+			if (n === 50 && !stopped) {
+				stopped = new Promise(r => gw.proc.once("exit", r));
+				gw.proc.kill("SIGTERM");
+				// HAProxy's view of the gateway while it drains.
+				void (async () => {
+					while (gw.proc.exitCode === null) {
+						states.push((await haproxyStatus())[gw.name]);
+						await new Promise(r => setTimeout(r, 100));
+					}
+				})();
+			}
+		}, 16);
+		await stopped;
+		// The fault struck: the gateway stopped cleanly, and HAProxy had it down before it exited.
+		expect(gw.proc.exitCode).toBe(0);
+		expect(states.some(s => /^DOWN/.test(s))).toBe(true);
+		// No claim saw an error: every answer is a final one.
+		expect(b.replies.filter(r => r.status >= 500).map(r => [r.status, r.type])).toEqual([]);
+		await expectSaleHeld(DB, product, 200, b);
+		cluster.gateways[1] = await gw.restart();
+		await waitFor("HAProxy to take gateway-2 back", async () => (await haproxyStatus())["gateway-2"] === "UP", 20_000);
+	});
+
 	it("sells through HAProxy: a gateway killed -9 mid-burst is routed around, exactly N granted, one per buyer, every GRANTED durable", async () => {
 		expect(await haproxyStatus()).toEqual({ "gateway-1": "UP", "gateway-2": "UP" });
 		const product = await createSale(DB, 300);
