@@ -233,7 +233,9 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
 			[
 				"[databases]",
 				`store = ${target} pool_mode=transaction pool_size=20`,
-				`store_session = ${target} pool_mode=session pool_size=40`,
+				// Session mode keeps a server connection per open client: each worker's two Agenda
+				// LISTENs hold one for ever, and its jobs need one more now and then (docs/cluster.md).
+				`store_session = ${target} pool_mode=session pool_size=${3 * o.workers + 10}`,
 				"[pgbouncer]",
 				`listen_addr = 127.0.0.1`,
 				`listen_port = ${pgbPort}`,
