@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { connect } from "nats";
@@ -152,5 +152,25 @@ describe("the launcher's cluster", () => {
 		expect(cluster.pgbouncer.proc.pid).not.toBe(old.proc.pid);
 		await expectSaleHeld(DB, product, 300, b);
 		await waitFor("a grant mail per holder", () => smtp.mails.filter(m => m.kind === "slot.granted" && m.to[0].startsWith("ha-pgb")).length >= 300, 60_000);
+	});
+
+	it("sells on when the worker that owns the product is killed -9 mid-burst: another takes over, exactly N granted, one per buyer", async () => {
+		const product = await createSale(DB, 300);
+		const buyers = await seedBuyers(DB, 500, "ha-own");
+		const ownerLine = new RegExp(`Took product ${product} over`);
+		const owner = () => cluster.workers.find(w => ownerLine.test(readFileSync(path.join(runDir, `${w.name}.log`), "utf8")));
+		let victim: (typeof cluster.workers)[number] | undefined;
+		const b = await burst([cluster.shopUrl], product, buyers, n => {
+			if (n === 80 && !victim) {
+				victim = owner();
+				victim?.proc.kill("SIGKILL");
+			}
+		}, 32);
+		// The fault struck: the owner (by its own log) died by SIGKILL, and the other worker took the product over.
+		expect(victim).toBeDefined();
+		await waitFor("the owner to be gone", () => victim!.proc.signalCode === "SIGKILL", 5_000);
+		const survivor = cluster.workers.find(w => w !== victim)!;
+		expect(readFileSync(path.join(runDir, `${survivor.name}.log`), "utf8")).toMatch(ownerLine);
+		await expectSaleHeld(DB, product, 300, b);
 	});
 });
