@@ -22,6 +22,18 @@ function arg(name: string, fallback: number): number {
 	return n;
 }
 
+/** --port, else 8080 when free, else any free port (printed with the other addresses). */
+async function shopPort(say: (l: string) => void): Promise<number> {
+	if (process.argv.includes("--port")) return arg("port", 8080);
+	const free = await new Promise<boolean>(resolve => {
+		const s = require("node:net").createServer();
+		s.once("error", () => resolve(false));
+		s.listen(8080, "127.0.0.1", () => s.close(() => resolve(true)));
+	});
+	if (!free) say("port 8080 is taken: HAProxy listens on another (below)");
+	return free ? 8080 : 0;
+}
+
 async function main(): Promise<void> {
 	const dirIdx = process.argv.indexOf("--dir");
 	const runDir = dirIdx >= 0 ? path.resolve(process.argv[dirIdx + 1]) : path.join(os.tmpdir(), "dopamine-cluster");
@@ -44,7 +56,7 @@ async function main(): Promise<void> {
 		gateways,
 		workers,
 		runDir,
-		port: arg("port", 8080),
+		port: await shopPort(say),
 		databaseUrl: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/dopamine_cluster",
 		storeEnv,
 		natsUser: process.env.NATS_USER,
