@@ -1,6 +1,7 @@
 import os from "node:os";
 import { BrokerOptions, ServiceBroker, ServiceSchema } from "moleculer";
 import { bindConfig, Config, ConfigError } from "./config";
+import { describeBudget, pgBudget } from "./lib/pg-budget";
 import { brokerOptions } from "./moleculer.config";
 import AllocatorService from "./services/allocator.service";
 import ApiService from "./services/api.service";
@@ -46,6 +47,8 @@ export function createBroker(
 		const schema = typeof entry === "function" ? entry(config) : entry;
 		broker.createService(extend[name] ? { ...extend[name], name, mixins: [schema, ...(extend[name].mixins ?? [])] } : schema);
 	}
+	// One line an operator adds up over the nodes (PostgreSQL's max_connections, PgBouncer's pools).
+	broker.logger.info(describeBudget(pgBudget(config, broker.services)));
 	return broker;
 }
 

@@ -39,8 +39,9 @@ export function brokerOptions(config: Config): BrokerOptions {
 		logger: { type: "Console", options: { formatter: "short", colors: false, moduleColors: false } },
 		logLevel: config.logLevel as BrokerOptions["logLevel"],
 
-		transporter: config.transporter
-			? { type: "NATS", options: { url: config.transporter, maxReconnectAttempts: -1, reconnectTimeWait: NATS_RECONNECT_WAIT_MS } }
+		// servers/user/pass rather than `url`: the login is given once, whether it came in TRANSPORTER or NATS_USER.
+		transporter: config.nats
+			? { type: "NATS", options: { ...config.nats, maxReconnectAttempts: -1, reconnectTimeWait: NATS_RECONNECT_WAIT_MS } }
 			: null,
 		serializer: "JSON",
 

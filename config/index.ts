@@ -6,8 +6,21 @@ import { isOneEmail } from "../lib/validation";
 export interface Config {
 	port: number;
 	databaseUrl: string;
+	/** Connections of this node's one store pool (TypeORM, shared by every service on the node). */
+	dbPoolSize: number;
+	/**
+	 * A URL where a connection is a session (PostgreSQL itself, or PgBouncer in session mode):
+	 * DATABASE_SESSION_URL, else DATABASE_URL. Agenda (LISTEN/NOTIFY, advisory lock) and the
+	 * migrations (advisory lock) use it; DATABASE_URL may then be a PgBouncer in transaction mode.
+	 */
+	sessionDatabaseUrl: string;
+	/** Connections of each Agenda pool (one per service that schedules jobs: slots, notifier). */
+	agendaPoolSize: number;
 	redisUrl: string | null;
+	/** TRANSPORTER with any credentials taken out (safe to log); null = single process, no NATS. */
 	transporter: string | null;
+	/** How every NATS connection of this node connects (Moleculer's transporter, the channels adapter). */
+	nats: NatsConnection | null;
 	nodeId: string;
 	namespace: string;
 	/** Services this node runs; `null` means all of them. */
@@ -49,6 +62,11 @@ export interface Config {
 	/** Proxies whose X-Forwarded-For is believed (proxy-addr syntax: addresses, CIDRs, loopback...); empty = none. */
 	trustedProxies: string[];
 	requestTimeoutMs: number;
+	/**
+	 * How long a stopping gateway keeps serving while its /api/health already says 503, so a load
+	 * balancer takes it out before it refuses anything (GATEWAY_DRAIN_MS; 0 = close at once).
+	 */
+	gatewayDrainMs: number;
 	/** How long a public product read (list, one product) is served from the cache; 0 = never cached. */
 	productCacheTtlSeconds: number;
 	heartbeatIntervalSeconds: number;
@@ -96,6 +114,8 @@ export interface Config {
 		 * 0 a minute = no limit. E-mail's applies to SMTP only (the local mailbox has no provider).
 		 */
 		rates: Record<"email" | "slack" | "discord", { perMinute: number; burst: number }>;
+		/** Copies of the notifications stream on a NATS cluster (3 on three servers: one may die with no message lost). */
+		streamReplicas: number;
 	};
 	slackWebhookUrl: string | null;
 	discordWebhookUrl: string | null;
@@ -132,6 +152,15 @@ export class ConfigError extends Error {
 }
 
 type Env = Record<string, string | undefined>;
+
+/** One NATS login for every connection a node opens. */
+export interface NatsConnection {
+	/** host:port of each server of TRANSPORTER, in order (nats.js tries them all). */
+	servers: string[];
+	/** Absent only with NATS_ALLOW_ANONYMOUS=true. */
+	user?: string;
+	pass?: string;
+}
 
 function text(env: Env, key: string): string | null {
 	const v = env[key];
@@ -241,6 +270,61 @@ function timeZone(env: Env): string {
 	return zone;
 }
 
+/**
+ * TRANSPORTER is "nats://host:4222" or several such URLs, comma-separated, each optionally with
+ * "user:pass@". The login comes from the URLs, else NATS_USER with NATS_PASSWORD or
+ * NATS_PASSWORD_FILE (a file holding the password, as Docker and systemd hand secrets over). A
+ * node without one refuses to start: a NATS that accepts anyone lets anyone call any action
+ * (users.setRole). NATS_ALLOW_ANONYMOUS=true is the explicit way out, for a private NATS on
+ * loopback (the tests' shared server, `npm start` with a local nats-server).
+ */
+function natsConnection(env: Env, transporter: string): { nats: NatsConnection; safeUrl: string } {
+	const servers: string[] = [];
+	let user: string | undefined;
+	let pass: string | undefined;
+	for (const raw of transporter.split(",").map(s => s.trim()).filter(Boolean)) {
+		let url: URL;
+		try {
+			url = new URL(raw.includes("://") ? raw : `nats://${raw}`);
+		} catch {
+			throw new ConfigError(`TRANSPORTER must be nats://[user:password@]host:port[,...], got a part that is not a URL`);
+		}
+		if (url.protocol !== "nats:" && url.protocol !== "tls:")
+			throw new ConfigError(`TRANSPORTER must use nats:// URLs, got "${url.protocol}//"`);
+		if (!url.hostname) throw new ConfigError("TRANSPORTER has a URL without a host");
+		servers.push(url.host);
+		if (url.username) {
+			const u = decodeURIComponent(url.username);
+			const p = decodeURIComponent(url.password);
+			if (user !== undefined && (u !== user || p !== pass))
+				throw new ConfigError("TRANSPORTER's URLs carry different credentials: one login serves every server of a NATS cluster");
+			user = u;
+			pass = p;
+		}
+	}
+	if (servers.length === 0) throw new ConfigError("TRANSPORTER names no server");
+	if (user === undefined) {
+		user = text(env, "NATS_USER") ?? undefined;
+		const file = text(env, "NATS_PASSWORD_FILE");
+		if (file) {
+			try {
+				pass = require("node:fs").readFileSync(file, "utf8").trim();
+			} catch (err) {
+				throw new ConfigError(`NATS_PASSWORD_FILE cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+			}
+		} else pass = env.NATS_PASSWORD ?? undefined;
+		if (user !== undefined && !pass) throw new ConfigError("NATS_USER is set without NATS_PASSWORD or NATS_PASSWORD_FILE");
+		if (user === undefined && pass) throw new ConfigError("NATS_PASSWORD is set without NATS_USER");
+	}
+	if (user === undefined && text(env, "NATS_ALLOW_ANONYMOUS") !== "true")
+		throw new ConfigError(
+			"TRANSPORTER is set but no NATS credentials are: put them in TRANSPORTER (nats://user:password@host:4222) " +
+				"or set NATS_USER with NATS_PASSWORD or NATS_PASSWORD_FILE. " +
+				"Only for a private NATS that nobody else can reach, set NATS_ALLOW_ANONYMOUS=true."
+		);
+	return { nats: { servers, user, pass }, safeUrl: servers.map(s => `nats://${s}`).join(",") };
+}
+
 function generatedSecret(): string {
 	// Random per start: tokens from an earlier run stop working, which is right for a demo node.
 	return require("node:crypto").randomBytes(32).toString("base64url");
@@ -257,9 +341,9 @@ function derivedNodeSecret(jwtSecret: string): string {
 }
 
 export function loadConfig(env: Env = process.env): Config {
-	const transporter = text(env, "TRANSPORTER");
+	const transporterGiven = text(env, "TRANSPORTER");
 	const givenSecret = text(env, "JWT_SECRET");
-	if (transporter && !givenSecret)
+	if (transporterGiven && !givenSecret)
 		throw new ConfigError(
 			"JWT_SECRET is required when TRANSPORTER is set: every node of a cluster must verify the same tokens"
 		);
@@ -272,6 +356,9 @@ export function loadConfig(env: Env = process.env): Config {
 		throw new ConfigError("NODE_SECRET must be at least 32 bytes (e.g. openssl rand -hex 32)");
 	if (givenNodeSecret && givenSecret && givenNodeSecret === givenSecret)
 		throw new ConfigError("NODE_SECRET must differ from JWT_SECRET");
+	const databaseUrl = text(env, "DATABASE_URL") ?? "postgres://postgres@127.0.0.1:5432/dopamine";
+	const natsLogin = transporterGiven ? natsConnection(env, transporterGiven) : null;
+	const transporter = natsLogin?.safeUrl ?? null;
 	const jwtSecret = givenSecret ?? generatedSecret();
 
 	const services = text(env, "SERVICES");
@@ -296,9 +383,16 @@ export function loadConfig(env: Env = process.env): Config {
 
 	return {
 		port,
-		databaseUrl: text(env, "DATABASE_URL") ?? "postgres://postgres@127.0.0.1:5432/dopamine",
+		databaseUrl,
+		// 20 worker nodes at 5 + 2 × 3 would be 220 connections: a cluster puts PgBouncer between
+		// (docs/cluster.md); 5 is still enough for one node's grant writes, which are batched.
+		dbPoolSize: int(env, "DB_POOL_SIZE", 5, 1),
+		sessionDatabaseUrl: text(env, "DATABASE_SESSION_URL") ?? databaseUrl,
+		// 3 at least: one for Agenda's LISTEN, one for the schema lock held while it starts, one to query.
+		agendaPoolSize: int(env, "AGENDA_POOL_SIZE", 3, 3),
 		redisUrl: text(env, "REDIS_URL"),
 		transporter,
+		nats: natsLogin?.nats ?? null,
 		nodeId: text(env, "NODE_ID") ?? `${os.hostname()}-${process.pid}`,
 		namespace: text(env, "NAMESPACE") ?? "",
 		services: services ? services.split(",").map(s => s.trim()).filter(Boolean) : null,
@@ -320,6 +414,7 @@ export function loadConfig(env: Env = process.env): Config {
 		passwordResetsPerHourPerAddress: int(env, "PASSWORD_RESETS_PER_HOUR", 30, 1),
 		trustedProxies: trustedProxies(env),
 		requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 5000, 100),
+		gatewayDrainMs: int(env, "GATEWAY_DRAIN_MS", 0),
 		productCacheTtlSeconds: int(env, "PRODUCT_CACHE_TTL_SECONDS", 1),
 		heartbeatIntervalSeconds: int(env, "HEARTBEAT_INTERVAL_SECONDS", 1, 1),
 		heartbeatTimeoutSeconds: int(env, "HEARTBEAT_TIMEOUT_SECONDS", 4, 2),
@@ -349,6 +444,7 @@ export function loadConfig(env: Env = process.env): Config {
 			retentionDays: int(env, "NOTIFIER_RETENTION_DAYS", 30, 1),
 			maxInFlight: int(env, "NOTIFIER_MAX_IN_FLIGHT", 100, 1),
 			rates: sendRates(env),
+			streamReplicas: int(env, "NOTIFY_STREAM_REPLICAS", 1, 1),
 		},
 		slackWebhookUrl: text(env, "SLACK_WEBHOOK_URL"),
 		discordWebhookUrl: text(env, "DISCORD_WEBHOOK_URL"),

@@ -48,3 +48,16 @@ export interface TokensRevoked {
 	userId: string;
 	notBefore: number;
 }
+
+/**
+ * users: this node's attempt counters (logins, sign-ups, password resets) left Redis for its own
+ * memory (`degraded`), or went back. Gateways keep the latest per node and say `degraded` on
+ * /api/health while any node counts alone. Sent on each change, and again every few seconds while
+ * degraded (a gateway that starts later learns it too).
+ */
+export const COUNTERS_DEGRADED = "users.countersDegraded";
+export interface CountersDegraded {
+	nodeID: string;
+	degraded: boolean;
+	reason: string;
+}

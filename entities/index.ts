@@ -83,11 +83,27 @@ export async function migrate(ds: DataSource): Promise<string[]> {
 	}
 }
 
-/** Creates, connects and migrates: what every node does at start. */
-export async function openDatabase(url: string, poolSize?: number): Promise<DataSource> {
-	await ensureDatabase(url);
+/**
+ * Creates, connects and migrates: what every node does at start. The migration holds a session
+ * advisory lock, so it runs over `sessionUrl` when the pool's URL is a PgBouncer in transaction
+ * mode (there, the lock and its unlock could land on two server connections, and the lock would
+ * stay held for ever).
+ */
+export async function openDatabase(url: string, poolSize?: number, sessionUrl = url): Promise<DataSource> {
+	await ensureDatabase(sessionUrl);
+	if (sessionUrl !== url) {
+		// Two: migrate() holds one for its lock while runMigrations takes another.
+		const migrator = createDataSource(sessionUrl, 2);
+		await migrator.initialize();
+		try {
+			await migrate(migrator);
+		} finally {
+			await migrator.destroy().catch(() => undefined);
+		}
+	}
 	const ds = createDataSource(url, poolSize);
 	await ds.initialize();
+	if (sessionUrl !== url) return ds;
 	try {
 		await migrate(ds);
 	} catch (err) {

@@ -84,11 +84,14 @@ function natsAdapter(config: Config): unknown {
 		// Deliveries, not tries: the handler never fails for a message's own sake, so never drop one.
 		maxRetries: 1_000_000,
 		nats: {
-			url: config.transporter,
-			connectionOptions: { maxReconnectAttempts: -1, name: `${config.nodeId}-channels` },
+			// No `url`: the adapter would keep only each URL's host and drop the login ("Authorization
+			// Violation" on a NATS with auth). Servers and login go to nats.js as they are.
+			connectionOptions: { ...config.nats, maxReconnectAttempts: -1, name: `${config.nodeId}-channels` },
 			streamConfig: {
 				storage: "file",
 				retention: "limits",
+				// Made with this many copies; an existing stream keeps its own (raise it with `nats stream edit --replicas`).
+				num_replicas: config.notifier.streamReplicas,
 				// Kept no longer than the delivery log keeps its rows, so a redelivery always finds its row.
 				max_age: retentionMs * NANOS_PER_MS,
 				// Publishes carry the message's dedupeKey as Nats-Msg-Id: a repeat within this window is dropped by the server.
@@ -102,7 +105,7 @@ function natsAdapter(config: Config): unknown {
 /** The channels middleware for a broker built from `config`. */
 export function channelsMiddleware(config: Config): Middleware {
 	const ChannelsMiddleware = require("@moleculer/channels").Middleware;
-	const adapter = config.transporter
+	const adapter = config.nats
 		? natsAdapter(config)
 		: // The local adapter: a publish returns once the message is in the delivery log (lib/local-channel.ts).
 			new LocalLogAdapter({ maxInFlight: config.notifier.maxInFlight, maxRetries: 0 });

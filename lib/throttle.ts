@@ -99,3 +99,74 @@ export class RedisFailureCounter implements FailureCounter {
 		// The shared client is closed by its owner.
 	}
 }
+
+/**
+ * Redis's shared counts while Redis answers; this node's own counts (memory) while it does not,
+ * so logins and sign-ups go on through a Redis outage with limits per node instead of per
+ * cluster (a node's limit is still the configured one: the cluster as a whole lets through at
+ * most nodes × limit). Redis is not asked while its client reconnects (no wait on its
+ * retries); a failed command falls back for that call. `onChange` hears each switch, once.
+ */
+export class FallbackFailureCounter implements FailureCounter {
+	private readonly local = new MemoryFailureCounter();
+	private readonly shared: RedisFailureCounter;
+	private down = false;
+
+	constructor(
+		private readonly redis: Redis,
+		prefix: string,
+		private readonly onChange: (degraded: boolean, reason: string) => void
+	) {
+		this.shared = new RedisFailureCounter(redis, prefix);
+		// Back to shared counts as soon as the client is ready again.
+		redis.on("ready", () => this.mark(false, "Redis is back"));
+		// Known before the next attempt needs it, so /api/health says so at once.
+		redis.on("close", () => this.mark(true, "Redis connection closed"));
+	}
+
+	get degraded(): boolean {
+		return this.down;
+	}
+
+	private mark(down: boolean, reason: string): void {
+		if (this.down === down) return;
+		this.down = down;
+		this.onChange(down, reason);
+	}
+
+	private async either<T>(shared: () => Promise<T>, local: () => Promise<T>): Promise<T> {
+		// Still connecting at start: its commands queue and run once connected. Lost and
+		// reconnecting: each command would wait out the retries, so this node counts alone.
+		if (this.redis.status === "reconnecting" || this.redis.status === "close" || this.redis.status === "end") {
+			this.mark(true, `Redis is ${this.redis.status}`);
+			return local();
+		}
+		try {
+			return await shared();
+		} catch (err) {
+			this.mark(true, `Redis failed: ${(err as Error).message}`);
+			return local();
+		}
+	}
+
+	peek(key: string) {
+		return this.either(() => this.shared.peek(key), () => this.local.peek(key));
+	}
+
+	hit(key: string, windowMs: number) {
+		return this.either(() => this.shared.hit(key, windowMs), () => this.local.hit(key, windowMs));
+	}
+
+	undo(key: string) {
+		return this.either(() => this.shared.undo(key), () => this.local.undo(key));
+	}
+
+	clear(key: string) {
+		// Both: a count made while Redis was down must not outlive a successful login.
+		return this.either(async () => { await this.local.clear(key); await this.shared.clear(key); }, () => this.local.clear(key));
+	}
+
+	async close(): Promise<void> {
+		await this.local.close();
+	}
+}

@@ -44,6 +44,8 @@ const load = (specifier: string): Promise<any> =>
 
 export function AgendaMixin(): Partial<ServiceSchema<ServiceSettingSchema, any>> {
 	return {
+		// Read by lib/pg-budget.ts: this service opens an Agenda pool of its own.
+		metadata: { agendaPool: true },
 		async started(this: WithAgenda) {
 			const config = configOf(this.broker);
 			// The database must exist and be migrated first, whatever order the mixins start in.
@@ -59,7 +61,7 @@ export function AgendaMixin(): Partial<ServiceSchema<ServiceSettingSchema, any>>
 			} else {
 				const { PostgresBackend } = await load("@agendajs/postgres-backend");
 				// A small pool of its own: the job tables live beside the store's, in the same database.
-				this.agendaPool = new Pool({ connectionString: config.databaseUrl, max: 4 });
+				this.agendaPool = new Pool({ connectionString: config.sessionDatabaseUrl, max: config.agendaPoolSize, application_name: "dopamine-agenda" });
 				// An idle client the server drops (restart, failover) must not crash the node.
 				this.agendaPool.on("error", err => this.logger.warn("agenda pool:", err.message));
 				const pg = new PostgresBackend({ pool: this.agendaPool, name: this.broker.nodeID });

@@ -17,7 +17,8 @@ const shared = new WeakMap<ServiceBroker, Shared>();
 export async function acquireDatabase(broker: ServiceBroker): Promise<DataSource> {
 	let entry = shared.get(broker);
 	if (!entry) {
-		const ready = openDatabase(configOf(broker).databaseUrl);
+		const config = configOf(broker);
+		const ready = openDatabase(config.databaseUrl, config.dbPoolSize, config.sessionDatabaseUrl);
 		entry = { ready, users: 0 };
 		shared.set(broker, entry);
 		ready.catch(() => shared.delete(broker));
@@ -45,6 +46,8 @@ export type WithDb = Service & { db: DataSource };
 
 export function DbMixin(): Partial<ServiceSchema<ServiceSettingSchema, any>> {
 	return {
+		// Read by lib/pg-budget.ts: this service shares the node's store pool.
+		metadata: { pgPool: "store" },
 		async started(this: WithDb) {
 			this.db = await acquireDatabase(this.broker);
 		},

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type { Config } from "../config";
-import { PRODUCT_CHANGED, ProductChanged, SOLD_OUT_FLAG, SoldOutFlag, TOKENS_REVOKED, TokensRevoked } from "../contracts";
+import { COUNTERS_DEGRADED, CountersDegraded, PRODUCT_CHANGED, ProductChanged, SOLD_OUT_FLAG, SoldOutFlag, TOKENS_REVOKED, TokensRevoked } from "../contracts";
 import { BearerVerifier, bearerVerifier } from "../lib/auth";
 import type { AuthUser, StoreMeta } from "../lib/context";
 import { forbidden, StoreClientError, unauthorized, unavailable } from "../lib/errors";
@@ -59,6 +59,8 @@ type ApiThis = Service & {
 	server: http.Server;
 	/** Set when the node stops: every answer from then on closes its connection. */
 	closing: boolean;
+	/** Nodes whose attempt counters are their own for now (Redis away), with why and when last told. */
+	degradedNodes: Map<string, { reason: string; at: number }>;
 	httpHandler(req: Req, res: Res): void;
 	learnSchedule(): Promise<void>;
 	learnFlags(): Promise<void>;
@@ -103,6 +105,13 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 			},
 			[TOKENS_REVOKED](this: ApiThis, ctx: Context<TokensRevoked>) {
 				this.revocations.apply(ctx.params);
+			},
+			[COUNTERS_DEGRADED](this: ApiThis, ctx: Context<CountersDegraded>) {
+				if (ctx.params.degraded) this.degradedNodes.set(ctx.params.nodeID, { reason: ctx.params.reason, at: Date.now() });
+				else this.degradedNodes.delete(ctx.params.nodeID);
+			},
+			"$node.disconnected"(this: ApiThis, ctx: Context<{ node: { id: string } }>) {
+				this.degradedNodes.delete(ctx.params.node.id);
 			},
 			"$services.changed"(this: ApiThis) {
 				// New products or allocator nodes may have appeared: refresh what the fast path knows.
@@ -174,6 +183,7 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 			this.gate = new ClaimGate(config.claimRatePerSecond, config.soldOutLeaseMs);
 			this.revocations = new TokenRevocations();
 			this.revocationTimer = null;
+			this.degradedNodes = new Map();
 			this.claims = new ClaimRoute(this.broker, this.gate, this.verifyBearer, this.revocations, user => signIdentity(config.nodeSecret, user));
 			this.pages = loadPages();
 			ensureStoreMetrics(this.broker);
@@ -236,6 +246,12 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 			if (this.revocationTimer) clearInterval(this.revocationTimer);
 			this.claims.flush();
 			if (!this.server.listening) return;
+			// Health has said 503 since the broker began stopping (broker.started is false): behind a
+			// load balancer, keep serving until its checks have seen that and it sends nothing new.
+			if (this.config.gatewayDrainMs > 0) {
+				this.logger.info(`Draining: serving ${this.config.gatewayDrainMs} ms more while health says 503`);
+				await new Promise(r => setTimeout(r, this.config.gatewayDrainMs));
+			}
 			// close() only refuses new connections. A kept-alive one that keeps taking requests (a
 			// dashboard polling every second) would hold it open for ever, and the node would never
 			// stop. So every answer from now on closes its connection, connections are closed as

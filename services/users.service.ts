@@ -12,11 +12,11 @@ import { badRequest, conflict, isUniqueViolation, notFound, rateLimited, unautho
 import { isId, rowsOf } from "../lib/sql";
 import { decoyHash, hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
 import { acquireRedis, keyPrefix, releaseRedis } from "../lib/redis";
-import { FailureCounter, MemoryFailureCounter, RedisFailureCounter } from "../lib/throttle";
+import { FailureCounter, FallbackFailureCounter, MemoryFailureCounter } from "../lib/throttle";
 import { signAccessToken } from "../lib/tokens";
 import { emailRule } from "../lib/validation";
 import { seal } from "../lib/sealed";
-import { TOKENS_REVOKED, TokensRevoked } from "../contracts";
+import { COUNTERS_DEGRADED, CountersDegraded, TOKENS_REVOKED, TokensRevoked } from "../contracts";
 
 const RESET_TOKEN_TTL_MS = 30 * 60 * 1000;
 const LOGIN_WINDOW_MS = 60 * 1000;
@@ -64,6 +64,9 @@ type UsersThis = WithDb & WithNotify & {
 	usesRedis: boolean;
 	/** Work that runs after the answer (forgot-password), awaited when the service stops. */
 	afterAnswer: Set<Promise<void>>;
+	/** Repeats the degraded notice while Redis is away. */
+	countersTimer: NodeJS.Timeout | null;
+	tellCounters(): void;
 	ensureAdmin(): Promise<void>;
 	createAdmin(loginId: string, email: string, password: string, onlyIfNone: boolean): Promise<boolean>;
 	/** Counts one attempt against each limit (429 past any); the counts, in the order given. */
@@ -305,6 +308,20 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 	},
 
 	methods: {
+		/** Tells the gateways whether this node's attempt counters are its own (Redis away) or shared. */
+		tellCounters(this: UsersThis) {
+			const degraded = (this.attempts as FallbackFailureCounter).degraded === true;
+			const payload: CountersDegraded = { nodeID: this.broker.nodeID, degraded, reason: degraded ? "Redis unreachable: attempt limits per node" : "" };
+			this.broker.broadcast(COUNTERS_DEGRADED, payload).catch(() => undefined);
+			if (degraded && !this.countersTimer) {
+				this.countersTimer = setInterval(() => this.tellCounters(), 5_000);
+				this.countersTimer.unref();
+			} else if (!degraded && this.countersTimer) {
+				clearInterval(this.countersTimer);
+				this.countersTimer = null;
+			}
+		},
+
 		/**
 		 * Counts one attempt against each limit before the work it guards, and answers 429 (with
 		 * Retry-After) when any count is over its limit. Counting first, atomically, is what makes the
@@ -425,8 +442,13 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		this.usesRedis = !!this.config.redisUrl;
 		this.afterAnswer = new Set();
 		this.attempts = this.config.redisUrl
-			? new RedisFailureCounter(acquireRedis(this.broker, this.config.redisUrl), keyPrefix(this.config.namespace))
+			? new FallbackFailureCounter(acquireRedis(this.broker, this.config.redisUrl), keyPrefix(this.config.namespace), (degraded, reason) => {
+					if (degraded) this.logger.warn(`Attempt limits now count on this node alone (${reason}): logins and sign-ups go on, each node with its own limits.`);
+					else this.logger.info(`Attempt limits shared through Redis again (${reason}).`);
+					this.tellCounters();
+				})
 			: new MemoryFailureCounter();
+		this.countersTimer = null;
 	},
 
 	async started(this: UsersThis) {
@@ -434,6 +456,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 	},
 
 	async stopped(this: UsersThis) {
+		if (this.countersTimer) clearInterval(this.countersTimer);
 		await Promise.allSettled([...this.afterAnswer]);
 		await this.attempts.close();
 		if (this.usesRedis) await releaseRedis(this.broker);

@@ -94,7 +94,8 @@ export async function startStore(opts: {
 				NODE_ID: nodeId,
 				// A load run has one claim per buyer; the flood limit is not what is measured.
 				CLAIM_RATE_PER_SECOND: "1000",
-				...(cluster ? { TRANSPORTER: opts.natsUrl ?? "nats://127.0.0.1:4222", NAMESPACE: namespace } : {}),
+				// NATS_ALLOW_ANONYMOUS: the default is the local NATS on loopback; a natsUrl with a login uses it.
+				...(cluster ? { TRANSPORTER: opts.natsUrl ?? "nats://127.0.0.1:4222", NAMESPACE: namespace, NATS_ALLOW_ANONYMOUS: "true" } : {}),
 				...(i > 0 ? { SERVICES: "api" } : {}),
 				...opts.extraEnv,
 			};

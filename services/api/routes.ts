@@ -62,8 +62,17 @@ function databaseReachable(broker: Service["broker"]): Promise<boolean> {
 async function health(this: Service, _req: Req, res: Res) {
 	let ok = this.broker.started;
 	if (ok) ok = await databaseReachable(this.broker);
-	sendJson(res, ok ? 200 : 503, ok ? { status: "ok" } : { name: "ServiceUnavailableError", message: "Not ready", code: 503, type: "NOT_READY" });
+	if (!ok) return sendJson(res, 503, { name: "ServiceUnavailableError", message: "Not ready", code: 503, type: "NOT_READY" });
+	// Serving, with a part that works in a lesser way (a node counting attempts alone while Redis
+	// is away): 200, so a load balancer keeps sending claims, and `degraded` says why. A notice
+	// not repeated for 15 s (its node went without saying) is forgotten.
+	const degraded = [...((this as { degradedNodes?: Map<string, { reason: string; at: number }> }).degradedNodes ?? new Map())]
+		.filter(([, d]) => Date.now() - d.at < DEGRADED_NOTICE_MS)
+		.map(([node, d]) => ({ node, reason: d.reason }));
+	sendJson(res, 200, degraded.length ? { status: "degraded", degraded } : { status: "ok" });
 }
+
+const DEGRADED_NOTICE_MS = 15_000;
 
 /**
  * /metrics on the gateway: with METRICS_TOKEN, only that bearer token; without, only a client on

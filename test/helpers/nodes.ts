@@ -42,7 +42,8 @@ export async function startNode(
 ): Promise<StoreNode> {
 	// E-mail at the test SMTP server's own speed unless a test sets the pace (the Gmail-suited default
 	// would make a test's thousand mails take half an hour): test/integration/notifier-pace.test.ts does.
-	const config = loadConfig({ PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", NOTIFIER_EMAIL_PER_MINUTE: "0", ...env });
+	// The shared test NATS takes anyone (it is on loopback, for tests only); a test of the refusal passes NATS_ALLOW_ANONYMOUS: "".
+	const config = loadConfig({ PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", NOTIFIER_EMAIL_PER_MINUTE: "0", NATS_ALLOW_ANONYMOUS: "true", ...env });
 	const broker = createBroker(config, { skipProcessEventRegistration: true }, extend);
 	const messages: MessageBody[] = [];
 	// Sees what this node's services hand the notifier, as they hand it: every publish on the
@@ -117,10 +118,11 @@ export interface ChildNode {
 
 const SERVER = path.join(__dirname, "..", "..", "dist", "server.js");
 
-/** Starts `node dist/server.js` as `npm start` does, with exactly the environment given. */
+/** Starts `node dist/server.js` as `npm start` does, with the environment given (and the test NATS's opt-out below). */
 export function spawnNode(env: Record<string, string>, args: string[] = []): ChildNode {
 	const proc = spawn(process.execPath, [SERVER, ...args], {
-		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+		// NATS_ALLOW_ANONYMOUS: the shared test NATS on loopback takes anyone; a test can pass "" to see the refusal.
+		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", NATS_ALLOW_ANONYMOUS: "true", ...env },
 		stdio: ["pipe", "pipe", "pipe"],
 	});
 	let out = "";

@@ -11,7 +11,7 @@ import { SERVICES } from "../../broker";
  */
 const ROOT = path.join(__dirname, "..", "..");
 const read = (rel: string) => fs.readFileSync(path.join(ROOT, rel), "utf8");
-const SECRETS = { JWT_SECRET: "a-secret-of-at-least-16-chars", POSTGRES_PASSWORD: "pg-pass", GRAFANA_ADMIN_PASSWORD: "graf-pass" };
+const SECRETS = { JWT_SECRET: "a-secret-of-at-least-16-chars", POSTGRES_PASSWORD: "pg-pass", NATS_PASSWORD: "nats-pass", GRAFANA_ADMIN_PASSWORD: "graf-pass" };
 
 /** `docker-compose config` on the file, from a clean environment plus `env`. */
 function composeConfig(env: Record<string, string>) {
@@ -27,7 +27,7 @@ describe("docker-compose.yml", () => {
 		expect(r.stderr).not.toMatch(/ERROR/i);
 		expect(r.status).toBe(0);
 		const file = parse(r.stdout);
-		expect(Object.keys(file.services).sort()).toEqual(["api", "grafana", "nats", "nats-exporter", "postgres", "prometheus", "redis", "worker"]);
+		expect(Object.keys(file.services).sort()).toEqual(["api", "grafana", "haproxy", "nats", "nats-2", "nats-3", "nats-exporter", "pgbouncer", "pgbouncer-session", "postgres", "prometheus", "redis", "worker"]);
 	});
 
 	it("refuses to start without its secrets: no password has a default", () => {
@@ -47,16 +47,42 @@ describe("docker-compose.yml", () => {
 		const file = parse(composeConfig(SECRETS).stdout);
 		for (const role of ["api", "worker"]) {
 			const svc = file.services[role];
-			expect(svc.environment).toMatchObject({ TRANSPORTER: "nats://nats:4222", REDIS_URL: "redis://redis:6379", METRICS_PORT: "3030" });
+			expect(svc.environment).toMatchObject({
+				TRANSPORTER: "nats://nats:4222,nats://nats-2:4222,nats://nats-3:4222",
+				NATS_USER: "store",
+				NATS_PASSWORD: "nats-pass",
+				NOTIFY_STREAM_REPLICAS: "3",
+				DATABASE_URL: "postgres://postgres:pg-pass@pgbouncer:5432/dopamine",
+				DATABASE_SESSION_URL: "postgres://postgres:pg-pass@pgbouncer-session:5432/dopamine",
+				REDIS_URL: "redis://redis:6379",
+				METRICS_PORT: "3030",
+			});
 			expect(svc.environment.NODE_ID).toBeUndefined();
 			expect(svc.container_name).toBeUndefined();
 			for (const s of String(svc.environment.SERVICES).split(",")) expect(Object.keys(SERVICES)).toContain(s);
 		}
 		expect(file.services.api.environment.SERVICES).toBe("api");
 		expect(file.services.worker.ports).toBeUndefined();
+		// Gateways are reached through HAProxy only.
+		expect(file.services.api.ports).toBeUndefined();
 		// Between them, the two roles run every service the store has.
 		const all = new Set(["api", "worker"].flatMap(r => String(file.services[r].environment.SERVICES).split(",")));
 		expect([...all].sort()).toEqual(Object.keys(SERVICES).sort());
+	});
+
+	it("puts HAProxy in front of the gateways (health checks, redispatch, keep-alive, X-Forwarded-For) and NATS, PgBouncer in the modes the store needs", () => {
+		const file = parse(composeConfig(SECRETS).stdout);
+		expect(file.services.haproxy.image).toMatch(/^haproxy:/);
+		expect(file.services.haproxy.ports).toEqual(expect.arrayContaining([expect.objectContaining({ published: 8080, target: 8080 })]));
+		const cfg = read("ops/cluster/haproxy.compose.cfg");
+		for (const line of ["option httpchk GET /api/health", "option redispatch", "retries 3", "http-reuse always", "option forwardfor", "stats enable", "api:3000 check"]) expect(cfg).toContain(line);
+		expect(file.services.api.environment.TRUSTED_PROXIES).toBeTruthy();
+		for (const n of ["nats", "nats-2", "nats-3"]) {
+			const cmd = file.services[n].command;
+			expect(cmd).toEqual(expect.arrayContaining(["-js", "--user", "store", "--pass", "nats-pass", "--cluster_name", "dopamine"]));
+		}
+		expect(file.services.pgbouncer.environment.POOL_MODE).toBe("transaction");
+		expect(file.services["pgbouncer-session"].environment.POOL_MODE).toBe("session");
 	});
 
 	it("gives NATS its monitoring port and the exporter reads it", () => {

@@ -27,7 +27,7 @@ describe("loadConfig", () => {
 	it("requires JWT_SECRET when a transporter is set", () => {
 		expect(() => loadConfig({ TRANSPORTER: "nats://127.0.0.1:4222" })).toThrow(ConfigError);
 		expect(() => loadConfig({ TRANSPORTER: "nats://127.0.0.1:4222" })).toThrow(/JWT_SECRET is required/);
-		expect(loadConfig({ TRANSPORTER: "nats://127.0.0.1:4222", JWT_SECRET: "x".repeat(32) }).jwtSecretGenerated).toBe(false);
+		expect(loadConfig({ TRANSPORTER: "nats://u:p@127.0.0.1:4222", JWT_SECRET: "x".repeat(32) }).jwtSecretGenerated).toBe(false);
 	});
 
 	it("has limits on the account routes and trusts no proxy by default; parses their settings", () => {
