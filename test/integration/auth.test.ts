@@ -44,7 +44,7 @@ describe("sign-up, login, me", () => {
 		expect(me.body.user).toEqual(s.body.user);
 
 		const [row] = await sql<{ password_hash: string }>(DB, "SELECT password_hash FROM users WHERE login_id = 'alice'");
-		expect(row.password_hash).toMatch(/^scrypt\$16384\$8\$1\$/);
+		expect(row.password_hash).toMatch(/^scrypt\$16384\$8\$5\$/);
 		expect(row.password_hash).not.toContain("correct-horse-1");
 	});
 
