@@ -122,7 +122,8 @@ const SERVER = path.join(__dirname, "..", "..", "dist", "server.js");
 export function spawnNode(env: Record<string, string>, args: string[] = []): ChildNode {
 	const proc = spawn(process.execPath, [SERVER, ...args], {
 		// NATS_ALLOW_ANONYMOUS: the shared test NATS on loopback takes anyone; a test can pass "" to see the refusal.
-		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", NATS_ALLOW_ANONYMOUS: "true", ...env },
+		// NOTIFIER_EMAIL_PER_MINUTE 0: e-mail at the test SMTP server's speed, as startNode's (a test sets a pace to see one).
+		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", NATS_ALLOW_ANONYMOUS: "true", NOTIFIER_EMAIL_PER_MINUTE: "0", ...env },
 		stdio: ["pipe", "pipe", "pipe"],
 	});
 	let out = "";

@@ -84,3 +84,11 @@ describe("NODE_SECRET (issue 22)", () => {
 		expect(loadConfig({ JWT_SECRET: "k".repeat(40) }).nodeSecret).not.toBe(a.nodeSecret);
 	});
 });
+
+describe("send rates against the notifier's lease", () => {
+	it("checks only the channels this node sends on", () => {
+		expect(() => loadConfig({ NOTIFIER_LEASE_MS: "3000" })).not.toThrow();
+		expect(() => loadConfig({ NOTIFIER_LEASE_MS: "3000", SMTP_URL: "smtp://127.0.0.1:2525" })).toThrow(/NOTIFIER_EMAIL_PER_MINUTE 30 is too slow/);
+		expect(() => loadConfig({ NOTIFIER_LEASE_MS: "3000", SMTP_URL: "smtp://127.0.0.1:2525", NOTIFIER_EMAIL_PER_MINUTE: "0" })).not.toThrow();
+	});
+});
