@@ -11,6 +11,7 @@ import { fireOpen, Shot } from "./lib/load";
 import { seedAdmin, seedBuyers, SeededBuyer } from "./lib/seed";
 import { freePort, startStore, StoreProcesses, waitUntil } from "./lib/store";
 import { cpuMs, ensureWrk, runWrk, tokensFile, WrkResult } from "./lib/wrk";
+import { benchCluster } from "./cluster";
 import { runSale, SaleReport } from "./loadtest";
 
 /**
@@ -615,8 +616,19 @@ function markdown(figs: Figure[], tgt: Target[], meta: Record<string, unknown>, 
 
 async function main() {
 	const { values } = parseArgs({
-		options: { quick: { type: "boolean", default: false }, out: { type: "string" }, connections: { type: "string", default: "100" }, render: { type: "boolean", default: false } },
+		options: {
+			quick: { type: "boolean", default: false },
+			out: { type: "string" },
+			connections: { type: "string", default: "100" },
+			render: { type: "boolean", default: false },
+			/** The scale test by adding gateways, through HAProxy (bench/cluster.ts). */
+			cluster: { type: "boolean", default: false },
+		},
 	});
+	if (values.cluster) {
+		ensureWrk();
+		return benchCluster({ quick: values.quick ?? false, out: values.out });
+	}
 	if (values.render) {
 		// Re-render RESULTS.md and the chart from results.json (after editing PROFILE.md), measuring nothing.
 		const dir = values.out ?? path.join(__dirname, "..", "..", "bench");

@@ -196,3 +196,24 @@ describe("npm run bench:sweep -- --quick", () => {
 		expect(fs.readFileSync(path.join(out, "concurrency.svg"), "utf8")).toMatch(/^<svg /);
 	}, 180_000);
 });
+
+describe("npm run bench -- --cluster --quick", () => {
+	it("runs the sold-out row and a sale through HAProxy with 1 and 2 gateways, with each process's CPU and the projection", async () => {
+		const out = fs.mkdtempSync(path.join(os.tmpdir(), "bench-cluster-"));
+		const r = await node("run.js", ["--cluster", "--quick", "--out", out]);
+		expect(r.code).toBe(0);
+		const saved = JSON.parse(fs.readFileSync(path.join(out, "cluster.json"), "utf8"));
+		expect(saved.steps.map((s: { gateways: number }) => s.gateways)).toEqual([1, 2]);
+		for (const s of saved.steps) {
+			expect(s.soldOut.rps).toBeGreaterThan(0);
+			expect(s.soldOut.errors).toBe(0);
+			expect(s.sale.ok).toBe(true);
+			// Every process was measured: gateways, HAProxy, the worker, three NATS, PgBouncer.
+			expect(s.soldOut.processes.map((p: { role: string }) => p.role).sort()).toEqual([...Array(s.gateways).fill("gateway"), "haproxy", "nats", "nats", "nats", "pgbouncer", "worker"].sort());
+			expect(s.soldOut.processes.filter((p: { role: string }) => p.role === "gateway").every((p: { cpuMsPer1000: number }) => p.cpuMsPer1000 > 0)).toBe(true);
+		}
+		const md = fs.readFileSync(path.join(out, "CLUSTER.md"), "utf8");
+		expect(md).toMatch(/## Projection: cores of each role for 100,000 claims per second/);
+		expect(md).toMatch(/\| gateway \| \d+\.\d\d \| \d+\.\d\d \|/);
+	}, 300_000);
+});

@@ -32,7 +32,7 @@ beforeAll(async () => {
 		port: 0,
 		databaseUrl: DB,
 		// Every grant mails its holder (slot.granted): what "delivered exactly once" counts.
-		storeEnv: { JWT_SECRET: TEST_SECRET, CLAIM_RATE_PER_SECOND: "1000", SMTP_URL: smtp.url, NOTIFIER_POLL_MS: "200" },
+		storeEnv: { JWT_SECRET: TEST_SECRET, CLAIM_RATE_PER_SECOND: "1000", SMTP_URL: smtp.url, NOTIFIER_POLL_MS: "200", NOTIFIER_EMAIL_PER_MINUTE: "0" },
 	});
 	track(key, { name: "cluster", close: () => cluster.stop() });
 }, 120_000);
