@@ -103,6 +103,7 @@ export function apiRoutes(config: Config) {
 				"POST auth/password/reset": "users.resetPassword",
 				"GET products": "products.list",
 				"GET products/:id": "products.get",
+				"GET payment-methods": "payments.methods",
 			},
 		},
 		{

@@ -1,7 +1,9 @@
+import type { Locale } from "../../lib/messages";
+
 /**
  * A payment method is one provider: it checks the method's own fields when a payment starts, and
  * charges when the buyer confirms. The built-in ones simulate a payment gateway (latency, declines).
- * A new method is one file beside these, added to ./index.ts.
+ * A new method is one file beside these, added to the registry in ./index.ts.
  */
 export interface ChargeRequest {
 	/** The gateway's idempotency key: one charge per key, however often it is asked. */
@@ -18,6 +20,13 @@ export type ChargeResult = { approved: true; reference: string } | { approved: f
 
 export interface PaymentProvider {
 	readonly method: string;
+	/** The method's name in the buyer's words: the page's choice and the receipt say it. */
+	readonly names: Record<Locale, string>;
+	/**
+	 * Pays from the buyer's points balance: the confirm transaction lowers the balance (a decline
+	 * if another payment spent it meanwhile), and there is no gateway charge to void.
+	 */
+	readonly spendsPoints?: boolean;
 	/** Validation schema (fastest-validator) of the method's fields in the initiate body. */
 	readonly fields: Record<string, unknown>;
 	/** What is kept of the fields: never a full card number (at most its brand and last four digits). */

@@ -6,6 +6,7 @@ import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 import { Buyer, claim, createSale, seedBuyers, sleep, slotStatus } from "../helpers/sale";
 import { asAdmin } from "../helpers/identity";
+import { PAYMENT_METHODS } from "../../services/payments/index";
 
 /**
  * Payments over real HTTP and PostgreSQL, with a gateway of no latency. Slots last a minute, so no
@@ -57,6 +58,13 @@ async function holding(label: string, price = 1000) {
 const statusOf = (id: string) => slotStatus(DB, id);
 
 describe("paying for a slot", () => {
+	it("lists the methods from the registry, without a login (issue 24, point 2)", async () => {
+		const r = await http.get("/api/payment-methods");
+		expect(r.status).toBe(200);
+		expect(r.body.methods).toEqual(PAYMENT_METHODS.map(m => ({ method: m.method, names: m.names, spendsPoints: m.spendsPoints })));
+		expect(r.body.methods.map((m: { method: string }) => m.method)).toEqual(["card", "points", "easypay"]);
+	});
+
 	it("initiates a PENDING payment for the product's price, idempotently, and confirms it: slot PAID, receipt sent", async () => {
 		const { buyer, slotId, product } = await holding("card", 129000);
 		const first = await pay(buyer, slotId, { method: "card", cardNumber: "4242424242424242" }, "same-key");
