@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { loadConfig } from "../../config";
-import { createBroker } from "../../broker";
+import { bareBroker, serviceSchemas } from "../../broker";
 import { MessageBatch, MessageBody, NOTIFICATIONS_CHANNEL } from "../../contracts";
 import type { ChannelBroker } from "../../lib/channels";
 import { deleteStream } from "./jetstream";
@@ -40,7 +40,14 @@ export async function startNode(
 	extend: Record<string, Partial<ServiceSchema<any, any>>> = {}
 ): Promise<StoreNode> {
 	const config = loadConfig({ PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", ...env });
-	const broker = createBroker(config, { skipProcessEventRegistration: true }, extend);
+	const schemas = serviceSchemas(config);
+	const broker = bareBroker(config, { skipProcessEventRegistration: true });
+	// `extend` adds a mixin to a named service: the extension is the schema, the service its first
+	// mixin, so the extension's methods win and its `started` runs after the service's own.
+	for (const { name, schema } of schemas) {
+		const ext = extend[name];
+		broker.createService(ext ? { ...ext, name, mixins: [schema, ...(ext.mixins ?? [])] } : schema);
+	}
 	const messages: MessageBody[] = [];
 	// Sees what this node's services hand the notifier, as they hand it: every publish on the
 	// notifications channel, before it leaves the node (what arrives is the notifier tests' business).
