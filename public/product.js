@@ -17,6 +17,8 @@
 	const MAX_RETRIES = 8;
 	const state = {
 		product: null,
+		/** The payment methods (GET /api/payment-methods), in the registry's order. */
+		methods: [],
 		slots: [],
 		payments: [],
 		names: {},
@@ -67,7 +69,7 @@
 		return true;
 	}
 
-	const methodOf = key => (state.methods || []).find(m => m.method === key);
+	const methodOf = key => state.methods.find(m => m.method === key);
 	const methodName = key => {
 		const m = methodOf(key);
 		return m ? m.names[S.lang] || m.names.en : key;
