@@ -26,27 +26,30 @@ export const SERVICES: Record<string, ServiceSchema<any, any> | ((config: Config
 	api: ApiService,
 };
 
-/**
- * Builds a node's broker with the services its config names. `extend` adds a mixin to a named
- * service (its methods win over the service's own): how tests wrap a service's I/O, never used in
- * production.
- */
-export function createBroker(
-	config: Config,
-	overrides: Partial<BrokerOptions> = {},
-	extend: Record<string, Partial<ServiceSchema<any, any>>> = {}
-): ServiceBroker {
+/** The schemas of the services the config names (SERVICES), by name, in the order named. */
+export function serviceSchemas(config: Config): { name: string; schema: ServiceSchema<any, any> }[] {
 	const names = config.services ?? Object.keys(SERVICES);
 	const unknown = names.filter(n => !SERVICES[n]);
 	if (unknown.length)
 		throw new ConfigError(`SERVICES names unknown service(s): ${unknown.join(", ")} (known: ${Object.keys(SERVICES).join(", ")})`);
+	return names.map(name => {
+		const entry = SERVICES[name];
+		return { name, schema: typeof entry === "function" ? entry(config) : entry };
+	});
+}
+
+/** A node's broker with its config bound, and no service yet. */
+export function bareBroker(config: Config, overrides: Partial<BrokerOptions> = {}): ServiceBroker {
 	const broker = new ServiceBroker({ ...brokerOptions(config), ...overrides });
 	bindConfig(broker, config);
-	for (const name of names) {
-		const entry = SERVICES[name];
-		const schema = typeof entry === "function" ? entry(config) : entry;
-		broker.createService(extend[name] ? { ...extend[name], name, mixins: [schema, ...(extend[name].mixins ?? [])] } : schema);
-	}
+	return broker;
+}
+
+/** Builds a node's broker with the services its config names. */
+export function createBroker(config: Config, overrides: Partial<BrokerOptions> = {}): ServiceBroker {
+	const schemas = serviceSchemas(config);
+	const broker = bareBroker(config, overrides);
+	for (const { schema } of schemas) broker.createService(schema);
 	// One line an operator adds up over the nodes (PostgreSQL's max_connections, PgBouncer's pools).
 	broker.logger.info(describeBudget(pgBudget(config, broker.services)));
 	return broker;

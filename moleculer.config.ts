@@ -8,11 +8,6 @@ import { TransportWatch } from "./lib/transport-watch";
 import { StoreValidator } from "./lib/validation";
 import { replCommands } from "./repl";
 
-/**
- * Broker options, built from the typed config. Timeouts are short on purpose: a node killed
- * mid-sale must be noticed in seconds (heartbeat), and a call to it must fail fast (request
- * timeout) so the caller can go to the next owner.
- */
 /** 5xx types that are the store's deliberate answers, not signs of a broken endpoint. */
 const STORE_ANSWERS = new Set(["BUSY", "UNAVAILABLE", "MOVED"]);
 
@@ -29,6 +24,11 @@ function cacherOptions(config: Config): BrokerOptions["cacher"] {
 /** nats.js tries to reconnect this often (its default is 2 s): grants resume soon after NATS is back. */
 const NATS_RECONNECT_WAIT_MS = 500;
 
+/**
+ * Broker options, built from the typed config. Timeouts are short on purpose: a node killed
+ * mid-sale must be noticed in seconds (heartbeat), and a call to it must fail fast (request
+ * timeout) so the caller can go to the next owner.
+ */
 export function brokerOptions(config: Config): BrokerOptions {
 	// A call that failed for want of NATS, up to a heartbeat timeout and a request timeout after this
 	// node got it back (and a few reconnect waits of the node it called), is the outage's.

@@ -181,18 +181,8 @@ function int(env: Env, key: string, fallback: number, min = 0): number {
  * LOGIN_FAILURES_PER_MINUTE_PER_ADDRESS overrides the second number.
  */
 function loginLimits(env: Env): [number, number] {
-	const raw = text(env, "LOGIN_FAILURES_PER_MINUTE");
-	let perId = 5;
-	let perAddress = 100;
-	if (raw !== null) {
-		const parts = raw.split(",").map(s => s.trim());
-		if (parts.length > 2 || parts.some(p => !/^\d+$/.test(p) || Number(p) < 1))
-			throw new ConfigError(`LOGIN_FAILURES_PER_MINUTE must be "N" or "N,M" (positive), got "${raw}"`);
-		perId = Number(parts[0]);
-		if (parts[1] !== undefined) perAddress = Number(parts[1]);
-	}
-	perAddress = int(env, "LOGIN_FAILURES_PER_MINUTE_PER_ADDRESS", perAddress, 1);
-	return [perId, perAddress];
+	const [perId, perAddress] = limitPair(env, "LOGIN_FAILURES_PER_MINUTE", [5, 100], "per login id, per address");
+	return [perId, int(env, "LOGIN_FAILURES_PER_MINUTE_PER_ADDRESS", perAddress, 1)];
 }
 
 function localeOf(env: Env): "ko" | "en" {
@@ -201,14 +191,20 @@ function localeOf(env: Env): "ko" | "en" {
 	return raw;
 }
 
-/** "N,M" (per e-mail, per client address) with defaults for either. */
-function perEmailAndAddress(env: Env, key: string, perEmail: number, perAddress: number): { perEmail: number; perAddress: number } {
+/** A limit written "N" or "N,M" (positive), with a default for either number; `words` name the two in the error. */
+function limitPair(env: Env, key: string, defaults: [number, number], words: string): [number, number] {
 	const raw = text(env, key);
-	if (raw === null) return { perEmail, perAddress };
+	if (raw === null) return defaults;
 	const parts = raw.split(",").map(s => s.trim());
 	if (parts.length > 2 || parts.some(p => !/^\d+$/.test(p) || Number(p) < 1))
-		throw new ConfigError(`${key} must be "N" or "N,M" (positive: per e-mail, per address), got "${raw}"`);
-	return { perEmail: Number(parts[0]), perAddress: parts[1] === undefined ? perAddress : Number(parts[1]) };
+		throw new ConfigError(`${key} must be "N" or "N,M" (positive: ${words}), got "${raw}"`);
+	return [Number(parts[0]), parts[1] === undefined ? defaults[1] : Number(parts[1])];
+}
+
+/** "N,M" (per e-mail, per client address) with defaults for either. */
+function perEmailAndAddress(env: Env, key: string, perEmail: number, perAddress: number): { perEmail: number; perAddress: number } {
+	const [e, a] = limitPair(env, key, [perEmail, perAddress], "per e-mail, per address");
+	return { perEmail: e, perAddress: a };
 }
 
 /** TRUSTED_PROXIES: comma list of addresses, CIDR ranges or proxy-addr's names (loopback, linklocal, uniquelocal). */

@@ -1,3 +1,6 @@
+/** Any query function: TypeORM's EntityManager/QueryRunner/DataSource, or a pg client in tests. */
+export type Sql = { query(text: string, params?: unknown[]): Promise<any> };
+
 /**
  * TypeORM's `query()` on PostgreSQL returns the rows for SELECT and INSERT, but
  * `[rows, affectedCount]` for UPDATE and DELETE. This reads either as the rows.

@@ -17,6 +17,8 @@
 	const MAX_RETRIES = 8;
 	const state = {
 		product: null,
+		/** The payment methods (GET /api/payment-methods), in the registry's order. */
+		methods: [],
 		slots: [],
 		payments: [],
 		names: {},
@@ -49,6 +51,29 @@
 		say($("page-message"), r.status === 404 ? t("productNotFound") : t("loadFailed"), "bad");
 		return false;
 	}
+
+	/** The payment methods, from the payments registry: the page names none of them itself. */
+	async function loadMethods() {
+		const r = await S.request("GET", "/api/payment-methods");
+		if (r.status !== 200) return false;
+		state.methods = r.body.methods;
+		$("pay-methods").replaceChildren(
+			...state.methods.map((m, i) => {
+				const input = el("input", { type: "radio", name: "method", value: m.method });
+				input.checked = i === 0;
+				input.addEventListener("change", onMethodChange);
+				return el("label", { class: "choice" }, input, " ", el("span", {}, methodName(m.method)));
+			})
+		);
+		onMethodChange();
+		return true;
+	}
+
+	const methodOf = key => state.methods.find(m => m.method === key);
+	const methodName = key => {
+		const m = methodOf(key);
+		return m ? m.names[S.lang] || m.names.en : key;
+	};
 
 	function renderProduct() {
 		const p = state.product;
@@ -355,7 +380,7 @@
 				el("dt", {}, t("amount")),
 				el("dd", {}, fmt.money(paid.amount)),
 				el("dt", {}, t("method")),
-				el("dd", {}, t("method" + paid.method)),
+				el("dd", {}, methodName(paid.method)),
 				el("dt", {}, t("status")),
 				el("dd", {}, t("pay" + paid.status))
 			);
@@ -386,13 +411,13 @@
 
 	function selectedMethod() {
 		const checked = $("pay-form").querySelector("input[name=method]:checked");
-		return checked ? checked.value : "card";
+		return checked ? checked.value : "";
 	}
 
 	function onMethodChange() {
 		const m = selectedMethod();
-		$("card-fields").hidden = m !== "card";
-		$("easypay-fields").hidden = m !== "easypay";
+		// A method with fields of its own has a [data-method-fields] block; the others show none.
+		for (const f of document.querySelectorAll("[data-method-fields]")) f.hidden = f.getAttribute("data-method-fields") !== m;
 	}
 
 	function payError(r) {
@@ -415,8 +440,11 @@
 		if (state.paying || !slot || slot.status !== "HELD") return;
 		const method = selectedMethod();
 		const body = { method };
-		if (method === "card") body.cardNumber = $("card-number").value.replace(/[\s-]/g, "");
-		if (method === "easypay") body.provider = $("easypay-provider").value;
+		// The method's own fields are the named inputs of its [data-method-fields] block; a
+		// data-digits input drops the spaces and dashes people type in card numbers.
+		const block = document.querySelector(`[data-method-fields="${method}"]`);
+		for (const input of block ? block.querySelectorAll("[name]") : [])
+			body[input.name] = input.hasAttribute("data-digits") ? input.value.replace(/[\s-]/g, "") : input.value;
 		state.paying = true;
 		say($("pay-message"), "");
 		renderSlot();
@@ -444,7 +472,7 @@
 		state.paying = false;
 		if (r.status !== 200) {
 			const type = r.body && r.body.type;
-			const msg = type === "PAYMENT_DECLINED" || type === "PAYMENT_FAILED" ? (method === "points" ? t("pointsShort") : t("declined")) : payError(r);
+			const msg = type === "PAYMENT_DECLINED" || type === "PAYMENT_FAILED" ? (methodOf(method) && methodOf(method).spendsPoints ? t("pointsShort") : t("declined")) : payError(r);
 			say($("pay-message"), msg, "bad");
 			if (r.status === 401) signedOut(t("sessionEnded"));
 			if (type === "SLOT_EXPIRED" || type === "SLOT_NOT_HELD") await loadMine();
@@ -478,7 +506,7 @@
 				{ "data-payment": p.id },
 				el("td", {}, productOfSlot(p.slotId)),
 				el("td", { class: "num" }, fmt.money(p.amount)),
-				el("td", {}, t("method" + p.method)),
+				el("td", {}, methodName(p.method)),
 				el("td", {}, el("span", { class: "badge", "data-status": p.status }, t("pay" + p.status)))
 			)
 		);
@@ -510,13 +538,12 @@
 	$("buy").addEventListener("click", onBuy);
 	$("notify-me").addEventListener("click", onNotify);
 	$("pay-form").addEventListener("submit", onPay);
-	for (const r of document.querySelectorAll("#pay-form input[name=method]")) r.addEventListener("change", onMethodChange);
 
 	async function start() {
 		renderAccount();
-		const [synced, found] = await Promise.all([S.syncClock(3), loadProduct()]);
+		const [synced, found, methods] = await Promise.all([S.syncClock(3), loadProduct(), loadMethods()]);
 		if (!found) return;
-		if (!synced) say($("page-message"), t("loadFailed"), "bad");
+		if (!synced || !methods) say($("page-message"), t("loadFailed"), "bad");
 		await Promise.all([loadMine(), loadNotify()]);
 		renderAll();
 		armOpening();

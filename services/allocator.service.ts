@@ -29,7 +29,6 @@ type AllocatorThis = WithDb & WithNotify & {
 	config: Config;
 	actors: Map<string, ProductActor>;
 	store: ActorStore;
-	createActorStore(): ActorStore;
 	sweepTimer: NodeJS.Timeout | null;
 	actorFor(productId: string): ProductActor;
 	/** Existence lookups of products with no actor here, cached: an unknown id costs one read. */
@@ -178,11 +177,6 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 	},
 
 	methods: {
-		/** The actors' only I/O. A method so that a test can wrap it (faults) without the store knowing. */
-		createActorStore(this: AllocatorThis): ActorStore {
-			return new PgActorStore(this.db, this.config.slotTtlSeconds);
-		},
-
 		actorFor(this: AllocatorThis, productId: string): ProductActor {
 			let actor = this.actors.get(productId);
 			if (actor && !actor.isGone) return actor;
@@ -354,7 +348,8 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 	},
 
 	started(this: AllocatorThis) {
-		this.store = this.createActorStore();
+		// The actors' only I/O: every actor is handed this one store.
+		this.store = new PgActorStore(this.db, this.config.slotTtlSeconds);
 		this.claimStats = new ClaimStats(() => this.db, msg => this.logger.warn(msg)).start();
 		const sweep = () => {
 			this.drainOutbox(null)

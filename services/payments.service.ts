@@ -9,7 +9,7 @@ import type { Ctx } from "../lib/context";
 import { badRequest, conflict, invalid, notFound, StoreClientError, unauthorized } from "../lib/errors";
 import { createHmac } from "node:crypto";
 import { isId } from "../lib/sql";
-import { PaymentProvider, providers } from "./payments/index";
+import { methodName, PAYMENT_METHODS, PaymentProvider, providers } from "./payments/index";
 import * as sql from "./payments/sql";
 import type { PaymentRow } from "./payments/sql";
 import { SLOT_PAID, SlotPaid } from "../contracts";
@@ -87,12 +87,21 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 	mixins: [ConfigMixin(), DbMixin(), NotifyMixin()],
 
 	actions: {
+		/** The methods a buyer can choose, for the page (public: the product page shows them before login). */
+		methods: {
+			retryPolicy: { enabled: true },
+			params: {},
+			handler() {
+				return { methods: PAYMENT_METHODS };
+			},
+		},
+
 		initiate: {
 			auth: "user",
 			params: {
 				$$strict: false,
 				id: { type: "string", max: 40 },
-				method: { type: "enum", values: ["card", "points", "easypay"] },
+				method: { type: "enum", values: PAYMENT_METHODS.map(m => m.method) },
 			},
 			async handler(this: PaymentsThis, ctx: Ctx<{ id: string; method: string } & Record<string, unknown>>) {
 				const userId = buyerOf(ctx);
@@ -174,7 +183,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 						return { payment: await sql.markFailed(em, p.id, reason), error: reason };
 					}
 					// Another points payment may have spent the balance since the check: then it is a decline.
-					if (p.method === "points" && !(await sql.spendPoints(em, userId, p.amount))) {
+					if (provider.spendsPoints && !(await sql.spendPoints(em, userId, p.amount))) {
 						await sql.unpaySlot(em, p.slot_id);
 						return { payment: await sql.markFailed(em, p.id, "PAYMENT_DECLINED"), error: "DECLINED" as const };
 					}
@@ -185,7 +194,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 				// the charge is cancelled at the gateway, and the buyer told so. (Points move only in the
 				// transaction above, which did not spend them: nothing to cancel.)
 				let charge_: ChargeOutcome = "none";
-				if (charge.approved && error !== null && before.method !== "points") charge_ = await this.voidCharge(provider, `payment-${before.id}`, String(before.id));
+				if (charge.approved && error !== null && !provider.spendsPoints) charge_ = await this.voidCharge(provider, `payment-${before.id}`, String(before.id));
 				if (error === null && payment.status === "SUCCESS") {
 					// Broadcast: the slots service drops the jobs, the product's actor (wherever it runs) marks it PAID.
 					this.broker.broadcast(SLOT_PAID, { slotId: String(payment.slot_id), productId } satisfies SlotPaid);
@@ -233,7 +242,6 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 			return p;
 		},
 
-		/** The buyer is told the result either way: a receipt, or why it failed. */
 		/** Cancels an approved charge: "voided", or "refund_pending" when the gateway could not (logged for the operators). */
 		async voidCharge(this: PaymentsThis, provider: PaymentProvider, key: string, paymentId: string): Promise<ChargeOutcome> {
 			for (let attempt = 0; attempt < 3; attempt++) {
@@ -247,13 +255,14 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 			return "refund_pending";
 		},
 
+		/** The buyer is told the result either way: a receipt, or why it failed. */
 		async tell(this: PaymentsThis, p: PaymentRow, kind: "payment.receipt" | "payment.failed", charge: ChargeOutcome = "none") {
 			const who = await sql.receiptFacts(this.db, p.user_id, p.slot_id);
 			const locale = this.config.locale;
 			const facts = { loginId: who.login_id, productName: who.name, paymentId: String(p.id) };
 			await this.notify({
 				...(kind === "payment.receipt"
-					? buyerMessages.paymentReceipt(locale, { ...facts, amount: Number(p.amount), method: p.method, paidAt: (p as { updated_at?: Date }).updated_at ?? new Date() })
+					? buyerMessages.paymentReceipt(locale, { ...facts, amount: Number(p.amount), method: methodName(p.method, locale), paidAt: (p as { updated_at?: Date }).updated_at ?? new Date() })
 					: buyerMessages.paymentFailed(locale, {
 							...facts,
 							reason: String(p.failure_reason),

@@ -50,12 +50,6 @@ const PAYMENT_REASONS: Record<string, Record<Locale, string>> = {
 	SLOT_EXPIRED: { ko: "결제 시간이 지나 구매 자격이 만료되었습니다", en: "your slot had already expired" },
 };
 
-const METHODS: Record<string, Record<Locale, string>> = {
-	card: { ko: "카드", en: "card" },
-	points: { ko: "포인트", en: "points" },
-	easypay: { ko: "간편결제", en: "easy pay" },
-};
-
 /** Buyers' messages (e-mail). */
 export const buyerMessages = {
 	signedUp(locale: Locale, p: { loginId: string; storeUrl: string }): Rendered {
@@ -173,9 +167,10 @@ export const buyerMessages = {
 		};
 	},
 
+	/** `method` is the method's name in the buyer's words, from the payments registry (services/payments/index.ts). */
 	paymentReceipt(locale: Locale, p: { loginId: string; productName: string; amount: number; method: string; paymentId: string; paidAt: Date | string }): Rendered {
 		const amount = formatAmount(locale, p.amount);
-		const method = METHODS[p.method]?.[locale] ?? p.method;
+		const method = p.method;
 		return {
 			kind: MESSAGE_KINDS.paymentReceipt,
 			...(locale === "ko"

@@ -337,7 +337,11 @@ export class ProductActor {
 		return this.flagOf();
 	}
 
-	/** Internal consistency; throws on the first broken invariant. */
+	/**
+	 * Internal consistency; throws on the first broken invariant. Only the simulation test calls it
+	 * (issue 24: kept on purpose): the invariants read the actor's private state (free list, batches
+	 * in flight, holders), which no other seam shows, and they belong beside the code that keeps them.
+	 */
 	check(): void {
 		const freeIds = new Set(this.free.map(f => f.id));
 		if (freeIds.size !== this.free.length) throw new Error("a free slot is listed twice");

@@ -10,12 +10,7 @@ import { METRICS } from "../../lib/store-metrics";
 import type { ClaimGate } from "./claim-gate";
 import { ErrorLike, sendError, sendJson } from "./replies";
 
-/**
- * POST /api/products/:id/slots: the one route that must be fast at 10:00:00. The gateway's own
- * HTTP server hands it here before moleculer-web's pipeline (no body parsing, alias resolution or
- * hooks). Token first (401), then what this gateway can answer from memory (429 flood, 409 not
- * open, 409 sold out), and only then one call to the product's actor.
- */
+/** A claim's path; its one group is the product id. */
 const PATH = /^\/api\/products\/([^/?#]*)\/slots\/?(?:\?.*)?$/;
 
 /** The product id when `req` is a claim, else null. */
@@ -35,6 +30,12 @@ type LocalOutcome = "RATE_LIMITED" | "SALE_NOT_OPEN" | "SOLD_OUT";
 /** How often counted answers are added to the claims metric (each add hashes its labels). */
 const METRICS_FLUSH_MS = 1000;
 
+/**
+ * POST /api/products/:id/slots: the one route that must be fast at 10:00:00. The gateway's own
+ * HTTP server hands it here before moleculer-web's pipeline (no body parsing, alias resolution or
+ * hooks). Token first (401), then what this gateway can answer from memory (429 flood, 409 not
+ * open, 409 sold out), and only then one call to the product's actor.
+ */
 export class ClaimRoute {
 	private readonly counted: Record<LocalOutcome, number> = { RATE_LIMITED: 0, SALE_NOT_OPEN: 0, SOLD_OUT: 0 };
 	private flushTimer: NodeJS.Timeout | null = null;

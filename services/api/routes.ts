@@ -10,10 +10,6 @@ import proxyaddr from "proxy-addr";
 import { bearerIs, prometheusText } from "../../lib/metrics-reporter";
 import { sendError, sendJson } from "./replies";
 
-/**
- * The gateway's routes, built from the typed config when the schema is made. A route's `adminOnly`
- * is checked by the gateway's authorize hook. Function aliases run with `this` = the gateway.
- */
 type Req = IncomingMessage & { socket: { remoteAddress?: string } };
 type Res = ServerResponse;
 
@@ -96,6 +92,10 @@ function metrics(this: Service, req: Req, res: Res) {
 	res.end(text);
 }
 
+/**
+ * The gateway's routes, built from the typed config when the schema is made. A route's `adminOnly`
+ * is checked by the gateway's authorize hook. Function aliases run with `this` = the gateway.
+ */
 export function apiRoutes(config: Config) {
 	const common = { mappingPolicy: "restrict", bodyParsers: jsonBody(config), onBeforeCall: beforeCall(clientAddressOf(config.trustedProxies)) };
 	return [
@@ -113,6 +113,7 @@ export function apiRoutes(config: Config) {
 				"POST auth/password/reset": "users.resetPassword",
 				"GET products": "products.list",
 				"GET products/:id": "products.get",
+				"GET payment-methods": "payments.methods",
 			},
 		},
 		{

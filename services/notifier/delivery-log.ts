@@ -233,11 +233,6 @@ export async function resend(db: DataSource, id: string): Promise<DeliveryRow | 
 	return rows[0] ?? null;
 }
 
-export async function findDelivery(db: DataSource, id: string): Promise<DeliveryRow | null> {
-	const rows: DeliveryRow[] = await db.query(`SELECT * FROM deliveries WHERE id = $1 AND channel <> ''`, [id]);
-	return rows[0] ?? null;
-}
-
 /**
  * The log, newest first, filtered, one page. Cancel marks (channel '') are not deliveries and not
  * listed. "Newest" is the order the log took rows in (the id sequence): created_at is each

@@ -23,6 +23,7 @@ const isDeclined = (details: Record<string, unknown>) =>
 export function cardProvider(latencyMs: number, ledger = new SimulatedLedger()): PaymentProvider & { ledger: SimulatedLedger } {
 	return {
 		method: "card",
+		names: { ko: "카드", en: "Card" },
 		ledger,
 		fields: { cardNumber: { type: "string", pattern: /^[0-9]{12,19}$/, messages: { stringPattern: "The 'cardNumber' field must be 12 to 19 digits." } } },
 		details: f => ({ brand: cardBrand(String(f.cardNumber)), last4: String(f.cardNumber).slice(-4) }),

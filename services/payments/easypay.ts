@@ -3,6 +3,7 @@ import { ChargeRequest, ChargeResult, PaymentProvider, SimulatedLedger, simulate
 export function easypayProvider(latencyMs: number, ledger = new SimulatedLedger()): PaymentProvider & { ledger: SimulatedLedger } {
 	return {
 		method: "easypay",
+		names: { ko: "간편결제", en: "Easy pay" },
 		ledger,
 		fields: { provider: { type: "enum", values: ["kakaopay", "naverpay", "toss"] } },
 		details: f => ({ provider: f.provider }),

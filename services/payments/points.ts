@@ -4,6 +4,8 @@ import { ChargeRequest, ChargeResult, PaymentProvider, SimulatedLedger, simulate
 export function pointsProvider(latencyMs: number, ledger = new SimulatedLedger()): PaymentProvider & { ledger: SimulatedLedger } {
 	return {
 		method: "points",
+		names: { ko: "포인트", en: "Points" },
+		spendsPoints: true,
 		ledger,
 		fields: {},
 		details: () => ({}),

@@ -1,7 +1,9 @@
+import type { Locale } from "../../lib/messages";
+
 /**
  * A payment method is one provider: it checks the method's own fields when a payment starts, and
  * charges when the buyer confirms. The built-in ones simulate a payment gateway (latency, declines).
- * A new method is one file beside these, added to ./index.ts.
+ * A new method is one file beside these, added to the registry in ./index.ts.
  */
 export interface ChargeRequest {
 	/** The gateway's idempotency key: one charge per key, however often it is asked. */
@@ -18,6 +20,13 @@ export type ChargeResult = { approved: true; reference: string } | { approved: f
 
 export interface PaymentProvider {
 	readonly method: string;
+	/** The method's name in the buyer's words, as a label: the page's choice and the receipt's "Paid by" say it. */
+	readonly names: Record<Locale, string>;
+	/**
+	 * Pays from the buyer's points balance: the confirm transaction lowers the balance (a decline
+	 * if another payment spent it meanwhile), and there is no gateway charge to void.
+	 */
+	readonly spendsPoints?: boolean;
 	/** Validation schema (fastest-validator) of the method's fields in the initiate body. */
 	readonly fields: Record<string, unknown>;
 	/** What is kept of the fields: never a full card number (at most its brand and last four digits). */
@@ -41,8 +50,6 @@ export const simulatedLatency = (ms: number) => (ms > 0 ? new Promise(r => setTi
  */
 export class SimulatedLedger {
 	private readonly byKey = new Map<string, { at: number; result: Promise<ChargeResult> }>();
-	/** Charges actually made (approved), per idempotency key: what a test counts. */
-	readonly charged = new Map<string, number>();
 	/** Approved charges cancelled, per idempotency key. */
 	readonly voided = new Map<string, number>();
 
@@ -59,7 +66,6 @@ export class SimulatedLedger {
 		for (const [key, entry] of this.byKey) {
 			if (entry.at > before) break;
 			this.byKey.delete(key);
-			this.charged.delete(key);
 			this.voided.delete(key);
 		}
 	}
@@ -68,10 +74,7 @@ export class SimulatedLedger {
 		this.prune();
 		const known = this.byKey.get(key)?.result;
 		if (known) return known;
-		const result = decide().then(r => {
-			if (r.approved) this.charged.set(key, (this.charged.get(key) ?? 0) + 1);
-			return r;
-		});
+		const result = decide();
 		// A failure of the call itself is not an answer: the next attempt may charge.
 		result.catch(() => this.byKey.delete(key));
 		this.byKey.set(key, { at: this.now(), result });

@@ -1,11 +1,10 @@
-import { rowsOf } from "../../lib/sql";
+import { rowsOf, type Sql } from "../../lib/sql";
 
 /**
  * The payments service's statements, one function each. `Sql` is any query function: TypeORM's
  * EntityManager, or a pg client in tests. Every decision about time uses the database's clock at
  * the decision (clock_timestamp()), never the transaction's start.
  */
-export type Sql = { query(text: string, params?: unknown[]): Promise<any> };
 
 export interface PaymentRow {
 	id: string;

@@ -1,10 +1,9 @@
-import { rowsOf } from "../../lib/sql";
+import { rowsOf, type Sql } from "../../lib/sql";
 
 /**
  * The statements that own a product's unit rows (one `slots` row per unit of stock), one function
  * each. `Sql` is any query function: TypeORM's EntityManager/QueryRunner, or a pg client in tests.
  */
-export type Sql = { query(text: string, params?: unknown[]): Promise<any> };
 
 /** Units `from`..`to` of a product, AVAILABLE (a new product: 1..stock). */
 export async function createUnits(q: Sql, productId: string, to: number, from = 1): Promise<void> {

@@ -1,10 +1,9 @@
-import { INDEX_PATHS_ONLY, rowsOf } from "../../lib/sql";
+import { INDEX_PATHS_ONLY, rowsOf, type Sql } from "../../lib/sql";
 
 /**
  * The slots service's statements, one function each. `Sql` is any query function: TypeORM's
  * EntityManager, or a pg client in tests (which call these rather than copy them).
  */
-export type Sql = { query(text: string, params?: unknown[]): Promise<any> };
 
 export interface Reclaimed {
 	id: string;

@@ -83,14 +83,15 @@ export class CommitFaults {
 	}
 }
 
-/** A mixin for the allocator service: its actors' store, wrapped by `faults`. */
+/**
+ * A mixin for the allocator service: its actors' store, wrapped by `faults`. A mixin's `started`
+ * runs after the service's own (moleculer runs the merged handlers in order, each awaited), so the
+ * store is wrapped before the service is registered and before any actor takes it.
+ */
 export function allocatorWithFaults(faults: CommitFaults): Partial<ServiceSchema<any, any>> {
 	return {
-		methods: {
-			createActorStore(this: { db: unknown; config: { slotTtlSeconds: number } }) {
-				const { PgActorStore } = require("../../services/allocator/pg-store");
-				return faults.wrap(new PgActorStore(this.db, this.config.slotTtlSeconds));
-			},
+		started(this: { store: ActorStore }) {
+			this.store = faults.wrap(this.store);
 		},
 	};
 }

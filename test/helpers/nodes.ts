@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { loadConfig } from "../../config";
-import { createBroker } from "../../broker";
+import { bareBroker, serviceSchemas } from "../../broker";
 import { MessageBatch, MessageBody, NOTIFICATIONS_CHANNEL } from "../../contracts";
 import type { ChannelBroker } from "../../lib/channels";
 import { deleteStream } from "./jetstream";
@@ -44,7 +44,14 @@ export async function startNode(
 	// would make a test's thousand mails take half an hour): test/integration/notifier-pace.test.ts does.
 	// The shared test NATS takes anyone (it is on loopback, for tests only); a test of the refusal passes NATS_ALLOW_ANONYMOUS: "".
 	const config = loadConfig({ PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", NOTIFIER_EMAIL_PER_MINUTE: "0", NATS_ALLOW_ANONYMOUS: "true", ...env });
-	const broker = createBroker(config, { skipProcessEventRegistration: true }, extend);
+	const schemas = serviceSchemas(config);
+	const broker = bareBroker(config, { skipProcessEventRegistration: true });
+	// `extend` adds a mixin to a named service: the extension is the schema, the service its first
+	// mixin, so the extension's methods win and its `started` runs after the service's own.
+	for (const { name, schema } of schemas) {
+		const ext = extend[name];
+		broker.createService(ext ? { ...ext, name, mixins: [schema, ...(ext.mixins ?? [])] } : schema);
+	}
 	const messages: MessageBody[] = [];
 	// Sees what this node's services hand the notifier, as they hand it: every publish on the
 	// notifications channel, before it leaves the node (what arrives is the notifier tests' business).
