@@ -57,7 +57,7 @@ type ProductsThis = WithDb & {
 };
 
 
-const hasOrders = (p: Product) =>
+const productHasOrders = (p: Product) =>
 	conflict("This product has orders (a unit was held, paid or expired); its schedule and existence are final", "PRODUCT_HAS_ORDERS", {
 		saleAt: p.saleAt.toISOString(),
 	});
@@ -169,8 +169,8 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 					const p = await this.load(em, id, true);
 					// Once a unit left AVAILABLE the schedule is history: moving it would reopen a sale
 					// that has orders (and, moved into the future, let it be deleted).
-					if (rest.saleAt !== undefined && validSaleAt(rest.saleAt).getTime() !== p.saleAt.getTime() && (await units.hasOrders(em, p.id)))
-						throw hasOrders(p);
+					if (rest.saleAt !== undefined && validSaleAt(rest.saleAt).getTime() !== p.saleAt.getTime() && (await units.anyUnitOrdered(em, p.id)))
+						throw productHasOrders(p);
 					if (stock !== undefined) {
 						// An explicit stock ends any layout in progress: the admin's number wins.
 						p.stockTarget = null;
@@ -195,7 +195,7 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 					const p = await this.load(em, ctx.params.id, true);
 					// Slots and payments are orders: never deleted with the product (the foreign keys
 					// RESTRICT too, should this check ever miss one).
-					if (await units.hasOrders(em, p.id)) throw hasOrders(p);
+					if (await units.anyUnitOrdered(em, p.id)) throw productHasOrders(p);
 					if (Date.now() >= p.saleAt.getTime())
 						throw conflict("The sale of this product has started; it can no longer be deleted", "SALE_STARTED", {
 							saleAt: p.saleAt.toISOString(),

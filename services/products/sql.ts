@@ -50,7 +50,7 @@ export async function unitCounts(q: Sql, productId: string): Promise<{ active: n
 }
 
 /** Whether any unit ever left AVAILABLE (held, paid or expired): the product has orders. */
-export async function hasOrders(q: Sql, productId: string): Promise<boolean> {
+export async function anyUnitOrdered(q: Sql, productId: string): Promise<boolean> {
 	const rows = rowsOf(await q.query(`SELECT 1 FROM slots WHERE product_id = $1 AND status <> 'AVAILABLE' LIMIT 1`, [productId]));
 	return rows.length > 0;
 }
