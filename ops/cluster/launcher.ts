@@ -435,7 +435,7 @@ export async function gatewayStates(statsUrl: string): Promise<Record<string, st
 }
 
 /** Until HAProxy's health checks have passed every gateway (`rise` checks each). */
-async function waitAllUp(statsUrl: string, n: number, ms: number): Promise<void> {
+export async function waitAllUp(statsUrl: string, n: number, ms: number): Promise<void> {
 	const until = Date.now() + ms;
 	let last = {};
 	while (Date.now() < until) {
