@@ -8,13 +8,9 @@ import { track, untrack } from "./resources";
 
 export const NATS_SERVER = process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-server";
 
-export async function freePort(): Promise<number> {
-	const s = net.createServer();
-	await new Promise<void>(r => s.listen(0, "127.0.0.1", () => r()));
-	const port = (s.address() as net.AddressInfo).port;
-	await new Promise<void>(r => s.close(() => r()));
-	return port;
-}
+import { freePort } from "../../ops/cluster/launcher";
+
+export { freePort };
 
 const listening = (port: number) =>
 	new Promise<boolean>(resolve => {

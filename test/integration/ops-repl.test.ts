@@ -2,7 +2,9 @@ import { freePort } from "../../bench/lib/store";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { ChildNode, spawnNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 import { claim, createSale, seedBuyers, slotStatus } from "../helpers/sale";
+import { runRepl } from "../helpers/repl";
 import { TestSmtp } from "../helpers/smtp";
+
 
 /**
  * The operators' REPL commands, each run through the REPL's own command runner: a store started
@@ -15,28 +17,8 @@ describe("operators' REPL", () => {
 	/** A real SMTP server, so an e-mail is SENT when it answers 250 and one with no recipient FAILS (as in production). */
 	let smtp: TestSmtp;
 
-	/**
-	 * Runs one command and returns what it printed. With `until`, waits for that output (the REPL
-	 * redraws its prompt whenever a log line arrives, so a prompt alone does not mean the command
-	 * is done); without, returns what came before the next prompt.
-	 */
-	async function run(command: string, until?: RegExp | string): Promise<string> {
-		const start = node.output().length;
-		node.proc.stdin!.write(`${command}\n`);
-		const seen = () => node.output().slice(start);
-		const done = until === undefined ? () => seen().includes("mol $ ")
-			: typeof until === "string" ? () => seen().includes(until) : () => until.test(seen());
-		await waitFor(`"${command}" to finish`, done, 15_000).catch(() => undefined);
-		const out = seen();
-		if (until === undefined) return out.slice(0, out.indexOf("mol $ "));
-		// Up to the prompt that follows the awaited output.
-		const at = typeof until === "string" ? out.indexOf(until) + until.length : (() => {
-			const m = new RegExp(until.source, until.flags.replace("g", "")).exec(out);
-			return m ? m.index + m[0].length : out.length;
-		})();
-		const prompt = out.indexOf("mol $ ", Math.max(0, at));
-		return prompt >= 0 ? out.slice(0, prompt) : out;
-	}
+	/** Runs one command on this file's REPL node and returns what it printed (test/helpers/repl.ts). */
+	const run = (command: string, until?: RegExp | string) => runRepl(node, command, until);
 
 	beforeAll(async () => {
 		db = freshDatabaseUrl("repl_ops");
