@@ -5,7 +5,7 @@ import { Client } from "pg";
 import { checkOrder, observe, ObservedAnswer } from "../lib/order-check";
 import { fire, fireOpen, LoadOptions, LoadResult, OpenLoopResult, Shot } from "./lib/load";
 import { productCounts, seedAdmin, seedBuyers } from "./lib/seed";
-import { startStore, StoreProcesses } from "./lib/store";
+import { postWhenAvailable, startStore, StoreProcesses } from "./lib/store";
 
 const HELP = `Dopamine Store load tool: a 10:00:00 crowd against a store.
 
@@ -137,7 +137,7 @@ export async function runSale(o: SaleOptions): Promise<SaleReport> {
 		const saleAt = new Date(serverNow + (o.openInSeconds ?? 3) * 1000);
 		const productIds: string[] = [];
 		for (let p = 0; p < o.products; p++) {
-			const res = await fetch(`${targets[0]}/api/admin/products`, {
+			const res = await postWhenAvailable(`${targets[0]}/api/admin/products`, {
 				method: "POST",
 				headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
 				body: JSON.stringify({

@@ -9,7 +9,7 @@ import Redis from "ioredis";
 import { signAccessToken } from "../lib/tokens";
 import { fireOpen, Shot } from "./lib/load";
 import { seedAdmin, seedBuyers, SeededBuyer } from "./lib/seed";
-import { freePort, startStore, StoreProcesses, waitUntil } from "./lib/store";
+import { freePort, postWhenAvailable, startStore, StoreProcesses, waitUntil } from "./lib/store";
 import { cpuMs, ensureWrk, runWrk, tokensFile, WrkResult } from "./lib/wrk";
 import { benchCluster } from "./cluster";
 import { runSale, SaleReport } from "./loadtest";
@@ -227,7 +227,7 @@ export async function withStore<T>(
 }
 
 export async function createProduct(rig: StoreRig, stock: number): Promise<string> {
-	const res = await fetch(`${rig.store.targets[0]}/api/admin/products`, {
+	const res = await postWhenAvailable(`${rig.store.targets[0]}/api/admin/products`, {
 		method: "POST",
 		headers: { authorization: `Bearer ${rig.admin}`, "content-type": "application/json" },
 		body: JSON.stringify({ name: "Bench drop", price: 1000, stock, saleAt: new Date(Date.now() - 1000).toISOString() }),

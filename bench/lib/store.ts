@@ -128,3 +128,18 @@ export async function startStore(opts: {
 		stop,
 	};
 }
+
+/**
+ * A POST as a well-made client sends it: a 503 SERVICE_UNAVAILABLE (the service had no endpoint
+ * yet: the call reached no handler, so nothing was done) is sent again after its Retry-After, for
+ * up to 30 s. Seen right after a store started on a loaded machine, for an admin's first create.
+ */
+export async function postWhenAvailable(url: string, init: RequestInit): Promise<Response> {
+	for (let i = 0; ; i++) {
+		const res = await fetch(url, init);
+		if (res.status !== 503 || i >= 30) return res;
+		const text = await res.text();
+		if (!text.includes('"SERVICE_UNAVAILABLE"')) return new Response(text, { status: res.status, headers: res.headers });
+		await new Promise(r => setTimeout(r, Number(res.headers.get("retry-after") ?? 1) * 1000));
+	}
+}
