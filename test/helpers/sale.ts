@@ -74,9 +74,16 @@ export interface ClaimReply extends ObservedAnswer {
  * load tool would send them: thousands of claims "at once" queue for 128 sockets instead of opening
  * 2,000 connections, which on a slow machine fails at connect time, not at the store.
  */
-const claimAgent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+const claimAgent = new http.Agent({
+	keepAlive: true,
+	maxSockets: 128,
+	// An idle socket is dropped after 4 s, before HAProxy's `timeout http-keep-alive` (10 s) closes it
+	// from its side: a claim sent just as that close arrives would meet "socket hang up" (CI saw it
+	// once, in cluster-ha, after a long wait for mails between two bursts).
+	timeout: 4_000,
+});
 
-function post(url: string, token: string): Promise<{ status: number; text: string; retryAfter: string | null }> {
+function postOnce(url: string, token: string): Promise<{ status: number; text: string; retryAfter: string | null }> {
 	return new Promise((resolve, reject) => {
 		const req = http.request(url, { method: "POST", agent: claimAgent, headers: { authorization: `Bearer ${token}`, "content-length": "0" } }, res => {
 			let text = "";
@@ -85,9 +92,24 @@ function post(url: string, token: string): Promise<{ status: number; text: strin
 			res.on("end", () => resolve({ status: res.statusCode ?? 0, text, retryAfter: (res.headers["retry-after"] as string | undefined) ?? null }));
 			res.on("error", reject);
 		});
-		req.on("error", reject);
+		req.on("error", err => reject(Object.assign(err, { reusedSocket: req.reusedSocket })));
 		req.end();
 	});
+}
+
+/**
+ * A kept-alive socket the other side closed before any answer came is tried once more on a fresh
+ * one, as browsers do (and Node's docs advise, see `request.reusedSocket`): a claim is safe to send
+ * again, the same buyer gets the same slot. Any other error, or one on a fresh socket, is thrown.
+ */
+async function post(url: string, token: string): Promise<{ status: number; text: string; retryAfter: string | null }> {
+	try {
+		return await postOnce(url, token);
+	} catch (err) {
+		const e = err as NodeJS.ErrnoException & { reusedSocket?: boolean };
+		if (!e.reusedSocket || (e.code !== "ECONNRESET" && e.message !== "socket hang up")) throw err;
+		return postOnce(url, token);
+	}
 }
 
 export async function claim(base: string, productId: string, buyer: Buyer): Promise<ClaimReply> {
