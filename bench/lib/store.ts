@@ -104,7 +104,12 @@ export async function startStore(opts: {
 			const p = spawn(process.execPath, [...nodeArgs, opts.server ?? SERVER], { env, stdio: ["ignore", "ignore", "inherit"] });
 			procs.push(p);
 			const target = `http://127.0.0.1:${port}`;
-			const ours = async () => (await (await fetch(`${target}/metrics`)).text()).includes(`nodeID="${nodeId}"`) && (await fetch(`${target}/api/products`)).status === 200;
+			// Health says 200 only once every local service has started: a service is callable only
+			// after its own `started` (users hashes the first admin's password there, slow on a loaded
+			// machine), so the product list can answer while an admin's create still meets
+			// SERVICE_UNAVAILABLE from the users service.
+			const ours = async () =>
+				(await (await fetch(`${target}/metrics`)).text()).includes(`nodeID="${nodeId}"`) && (await fetch(`${target}/api/health`)).status === 200 && (await fetch(`${target}/api/products`)).status === 200;
 			const exited = () => p.exitCode !== null || p.signalCode !== null;
 			await waitUntil(`${target} (${nodeId}) to serve`, async () => exited() || (await ours()));
 			if (!exited()) {
@@ -132,7 +137,8 @@ export async function startStore(opts: {
 /**
  * A POST as a well-made client sends it: a 503 SERVICE_UNAVAILABLE (the service had no endpoint
  * yet: the call reached no handler, so nothing was done) is sent again after its Retry-After, for
- * up to 30 s. Seen right after a store started on a loaded machine, for an admin's first create.
+ * up to 30 s. Seen right after a store started on a loaded machine, for an admin's first create,
+ * when the load tool still waited for the product list and not for health.
  */
 export async function postWhenAvailable(url: string, init: RequestInit): Promise<Response> {
 	for (let i = 0; ; i++) {
