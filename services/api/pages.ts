@@ -82,6 +82,29 @@ function entry(body: Buffer, type: string, html: boolean): StaticFile {
 	return { body, gzip: compressible ? gzipSync(body, { level: 9 }) : null, type, etag: `"${hash}"`, hash, html };
 }
 
+/**
+ * Pieces several pages share (the admins' menu and sign-in form) live once, in a file whose name
+ * starts with "_": `<!--#include file="admin/_nav.html" -->` on a line of its own is replaced,
+ * when the pages are read, by that file, indented as the line was. A partial is never served.
+ */
+const INCLUDE = /^([ \t]*)<!--#include file="([^"]+)" -->[ \t]*$/gm;
+const isPartial = (name: string) => path.posix.basename(name).startsWith("_");
+
+function withPartials(page: string, text: string, raw: Map<string, Buffer>): string {
+	return text.replace(INCLUDE, (_all, indent: string, ref: string) => {
+		const part = raw.get(ref);
+		// A typo here would serve a page without its menu: refuse to start instead.
+		if (!part || !isPartial(ref)) throw new Error(`public/${page} includes ${ref}, which is not a partial ("_" name) in public/`);
+		return part.toString("utf8").trimEnd().split("\n").map(line => (line ? indent + line : line)).join("\n");
+	});
+}
+
+/** The link to the page itself says so (aria-current), wherever the menu came from. */
+function markCurrentPage(text: string, page: string): string {
+	const own = "/" + page.replace(/(^|\/)index\.html$/, "").replace(/\.html$/, "");
+	return text.replace(new RegExp(`<a href="${own.replace(/[/.]/g, "\\$&")}">`, "g"), `<a href="${own}" aria-current="page">`);
+}
+
 export class Pages {
 	private readonly files = new Map<string, StaticFile>();
 
@@ -90,9 +113,9 @@ export class Pages {
 		const raw = new Map(names.map(n => [n, fs.readFileSync(path.join(dir, n))]));
 		for (const [name, body] of raw) if (!name.endsWith(".html")) this.files.set(name, entry(body, TYPES[path.extname(name)], false));
 		for (const [name, body] of raw) {
-			if (!name.endsWith(".html")) continue;
+			if (!name.endsWith(".html") || isPartial(name)) continue;
 			// src="/app.js" -> src="/app.js?v=<hash>": the browser keeps the asset until it changes.
-			const text = body.toString("utf8").replace(/\b(src|href)="\/([^"?#]+)"/g, (all, attr: string, ref: string) => {
+			const text = markCurrentPage(withPartials(name, body.toString("utf8"), raw), name).replace(/\b(src|href)="\/([^"?#]+)"/g, (all, attr: string, ref: string) => {
 				const f = this.files.get(ref);
 				return f ? `${attr}="/${ref}?v=${f.hash}"` : all;
 			});

@@ -19,6 +19,9 @@ beforeAll(() => {
 	write("style.css", "body{}");
 	write("app.js", "1");
 	write("admin/index.html", "dashboard");
+	write("admin/products.html", '<header>\n\t<!--#include file="admin/_nav.html" -->\n</header>\n<main>\n\t<!--#include file="admin/_form.html" -->\n</main>');
+	write("admin/_nav.html", '<nav><a href="/admin">Dashboard</a><a href="/admin/products">Products</a></nav>\n');
+	write("admin/_form.html", "<form>\n\t<input>\n</form>\n");
 	write("admin/mailbox.html", "mailbox");
 	write("admin/sales.html", "report");
 	write(".secret.html", "no");
@@ -62,5 +65,42 @@ describe("asset hashing", () => {
 		expect(html).toContain('src="/missing.png"');
 		expect(css.hash).not.toBe(js.hash);
 		expect(css.etag).toBe(`"${css.hash}"`);
+	});
+});
+
+describe("partials", () => {
+	it("puts a shared piece in place, indented as its include line, and marks the page's own link", () => {
+		expect(body("/admin/products")).toBe(
+			'<header>\n\t<nav><a href="/admin">Dashboard</a><a href="/admin/products" aria-current="page">Products</a></nav>\n</header>\n<main>\n\t<form>\n\t\t<input>\n\t</form>\n</main>'
+		);
+	});
+
+	it("never serves a partial itself", () => {
+		for (const url of ["/admin/_nav.html", "/admin/_nav", "/admin/_form.html"]) expect(body(url)).not.toContain("<nav>");
+		expect(body("/admin/_form.html")).not.toContain("<form>");
+	});
+
+	it("refuses to start on an include of a file that is not a partial, or not there", () => {
+		const bad = fs.mkdtempSync(path.join(os.tmpdir(), "pages-bad-"));
+		try {
+			fs.writeFileSync(path.join(bad, "index.html"), '<!--#include file="_missing.html" -->');
+			expect(() => new Pages(bad)).toThrow(/index\.html includes _missing\.html/);
+			fs.writeFileSync(path.join(bad, "other.html"), "x");
+			fs.writeFileSync(path.join(bad, "index.html"), '<!--#include file="other.html" -->');
+			expect(() => new Pages(bad)).toThrow(/not a partial/);
+		} finally {
+			fs.rmSync(bad, { recursive: true, force: true });
+		}
+	});
+
+	it("the admins' pages share their menu and sign-in form from public/admin's partials", () => {
+		const real = new Pages(path.join(__dirname, "..", "..", "public"));
+		for (const url of ["/admin", "/admin/products", "/admin/mailbox", "/admin/sales/1"]) {
+			const html = real.resolve(url)!.body.toString();
+			expect(html).toContain('id="login-form"');
+			expect(html).toContain('id="sign-out"');
+			expect(html).not.toContain("#include");
+		}
+		expect(real.resolve("/admin/products")!.body.toString()).toContain('<a href="/admin/products" aria-current="page">');
 	});
 });
