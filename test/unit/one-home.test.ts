@@ -3,7 +3,8 @@ import { basename, dirname, join, relative, resolve } from "node:path";
 
 /**
  * One home per table (README, "Rules the layout keeps"): every SQL statement that writes a table
- * lives in `store/<table>.ts`, and a store file writes only its own table, save the few statements
+ * lives in `store/<table>.ts` (reads too: no `FROM table` outside store/), and a store file writes
+ * only its own table, save the few statements
  * that write two tables in one CTE, listed below with the reason. TypeORM's entity files and
  * migrations (entities/) are exempt. `store/` is floor one: it imports lib/, contracts/ and
  * entities/ only. Agenda's private table is named in store/agenda-jobs.ts alone.
@@ -61,6 +62,13 @@ describe("one home per table", () => {
 		const outside = files
 			.filter(f => !f.startsWith("store/"))
 			.flatMap(f => writesOf(code(f)).map(w => `${f}: ${w.statement}`));
+		expect(outside).toEqual([]);
+	});
+
+	it("no statement reads a table outside store/ either", () => {
+		const outside = files
+			.filter(f => !f.startsWith("store/"))
+			.flatMap(f => [...code(f).matchAll(/\b(?:FROM|JOIN)\s+([a-z_]\w*)/g)].map(m => `${f}: ${m[0]}`));
 		expect(outside).toEqual([]);
 	});
 
