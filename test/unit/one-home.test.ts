@@ -2,12 +2,12 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 
 /**
- * One home per table (README, "Rules the layout keeps"): every SQL statement that writes a table
- * lives in `store/<table>.ts` (reads too: no `FROM table` outside store/), and a store file writes
- * only its own table, save the few statements
- * that write two tables in one CTE, listed below with the reason. TypeORM's entity files and
- * migrations (entities/) are exempt. `store/` is floor one: it imports lib/, contracts/ and
- * entities/ only. Agenda's private table is named in store/agenda-jobs.ts alone.
+ * One home per table (README, "Rules the layout keeps"): every SQL statement lives in
+ * `store/<table>.ts` (no write, and no `FROM table`, outside store/), and a store file writes only
+ * its own table, save the few statements that write two tables in one CTE, listed below with the
+ * reason. TypeORM's entity files and migrations (entities/) are exempt. `store/` is floor one: it
+ * imports lib/, contracts/ and entities/ only. Agenda's private table is named in
+ * store/agenda-jobs.ts alone.
  */
 
 const ROOT = resolve(__dirname, "../..");
