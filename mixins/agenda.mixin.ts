@@ -2,6 +2,7 @@ import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Pool } from "pg";
 import { configOf } from "../config";
 import { acquireDatabase, releaseDatabase } from "./db.mixin";
+import { AGENDA_JOBS_TABLE } from "../store/agenda-jobs";
 
 /**
  * Agenda (timed jobs in the database: they survive restarts, and with several nodes each runs
@@ -57,7 +58,7 @@ export function AgendaMixin(): Partial<ServiceSchema<ServiceSettingSchema, any>>
 				const { MongoBackend } = await load("@agendajs/mongo-backend").catch(() => {
 					throw new Error("AGENDA_BACKEND=mongo needs the @agendajs/mongo-backend package installed");
 				});
-				backend = new MongoBackend({ address: config.mongoUrl, collection: "agenda_jobs" });
+				backend = new MongoBackend({ address: config.mongoUrl, collection: AGENDA_JOBS_TABLE });
 			} else {
 				const { PostgresBackend } = await load("@agendajs/postgres-backend");
 				// A small pool of its own: the job tables live beside the store's, in the same database.

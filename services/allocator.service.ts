@@ -12,7 +12,9 @@ import { availableNodes } from "../lib/registry";
 import { ownerOf } from "../lib/strategies/rendezvous";
 import { ensureStoreMetrics, METRICS } from "../lib/store-metrics";
 import { ActiveSlot, ActorStore, Answer, ClaimRefused, DEFAULT_ACTOR_OPTIONS, ProductActor, SoldOutFlag } from "./allocator/actor";
-import { outboxLeftPendingSql, outboxOfSlotsSql, PgActorStore, productExists, pruneSentOutbox } from "./allocator/pg-store";
+import { PgActorStore, pruneSentOutbox } from "./allocator/pg-store";
+import { markOutboxSentSql, outboxLeftPendingSql, outboxOfSlotsSql } from "../store/outbox";
+import { productExists } from "../store/products";
 import { ClaimStats } from "./allocator/claim-stats";
 import { PRODUCT_CHANGED, ProductChanged, SLOT_PAID, SlotPaid, SLOTS_GRANTED, SlotsGranted, SOLD_OUT_FLAG, WireAnswer, WireSlot } from "../contracts";
 
@@ -330,7 +332,7 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 					}))
 				);
 				if (rows.length)
-					await em.query(`UPDATE outbox SET done_at = now() WHERE id = ANY($1::bigint[])`, [rows.map(r => r.id)]);
+					await em.query(markOutboxSentSql, [rows.map(r => r.id)]);
 				return rows.length;
 			});
 		},

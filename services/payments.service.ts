@@ -10,8 +10,10 @@ import { badRequest, conflict, invalid, notFound, StoreClientError, unauthorized
 import { createHmac } from "node:crypto";
 import { isId } from "../lib/sql";
 import { methodName, PAYMENT_METHODS, PaymentProvider, providers } from "./payments/index";
-import * as sql from "./payments/sql";
-import type { PaymentRow } from "./payments/sql";
+import * as sql from "../store/payments";
+import type { PaymentRow } from "../store/payments";
+import * as slots from "../store/slots";
+import * as users from "../store/users";
 import { SLOT_PAID, SlotPaid } from "../contracts";
 
 
@@ -120,12 +122,14 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 						if (again.request_hash !== hash) throw keyReused();
 						return again;
 					}
-					const slot = await sql.slotToPay(em, ctx.params.id, userId);
+					const slot = await slots.slotToPay(em, ctx.params.id, userId);
 					// Someone else's slot is not found, as far as this buyer can tell.
 					if (!slot) throw notFound("Slot", "SLOT_NOT_FOUND");
 					if (slot.status === "EXPIRED" || (slot.status === "HELD" && slot.past)) throw slotExpired();
 					if (slot.status !== "HELD") throw conflict("This slot is not held (already paid)", "SLOT_NOT_HELD");
 					// Each new Idempotency-Key made a row: a loop of them filled the table for one slot.
+					// Counted with the slot row locked: two initiates for one slot count one after the other.
+					await slots.lockSlot(em, slot.id);
 					if ((await sql.pendingOfSlot(em, slot.id)) >= PENDING_PER_SLOT)
 						throw conflict(`This slot already has ${PENDING_PER_SLOT} payments waiting to be confirmed: confirm one of them`, "TOO_MANY_PENDING_PAYMENTS");
 					const inserted = await sql.insertPayment(em, {
@@ -159,7 +163,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 				if (before.status === "FAILED")
 					throw conflict("This payment already failed; start a new one", "PAYMENT_FAILED", { payment: publicPayment(before) });
 
-				const points = await sql.pointsOf(this.db, userId);
+				const points = await users.pointsOf(this.db, userId);
 				const provider = this.providers.get(before.method)!;
 				// The gateway is called outside any transaction (no row lock waits on the network), keyed
 				// by the payment: a second confirm (a repeat, a race) is answered without a second charge.
@@ -176,15 +180,15 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 					const p = await this.ownPayment(em, ctx.params.id, userId, true);
 					if (p.status !== "PENDING") return { payment: p, error: null }; // a concurrent confirm decided it
 					if (!charge.approved) return { payment: await sql.markFailed(em, p.id, "PAYMENT_DECLINED"), error: "DECLINED" as const };
-					const paid = await sql.paySlot(em, p.slot_id);
+					const paid = await slots.paySlot(em, p.slot_id);
 					if (!paid) {
 						// The expiry won the race (a real gateway would void the charge here).
-						const reason = (await sql.slotStatusOf(em, p.slot_id)) === "PAID" ? "SLOT_NOT_HELD" : "SLOT_EXPIRED";
+						const reason = (await slots.slotStatusOf(em, p.slot_id)) === "PAID" ? "SLOT_NOT_HELD" : "SLOT_EXPIRED";
 						return { payment: await sql.markFailed(em, p.id, reason), error: reason };
 					}
 					// Another points payment may have spent the balance since the check: then it is a decline.
-					if (provider.spendsPoints && !(await sql.spendPoints(em, userId, p.amount))) {
-						await sql.unpaySlot(em, p.slot_id);
+					if (provider.spendsPoints && !(await users.spendPoints(em, userId, p.amount))) {
+						await slots.unpaySlot(em, p.slot_id);
 						return { payment: await sql.markFailed(em, p.id, "PAYMENT_DECLINED"), error: "DECLINED" as const };
 					}
 					return { payment: await sql.markSucceeded(em, p.id), error: null, productId: String(paid.product_id) };
@@ -257,7 +261,7 @@ const PaymentsService: ServiceSchema<ServiceSettingSchema, PaymentsThis> = {
 
 		/** The buyer is told the result either way: a receipt, or why it failed. */
 		async tell(this: PaymentsThis, p: PaymentRow, kind: "payment.receipt" | "payment.failed", charge: ChargeOutcome = "none") {
-			const who = await sql.receiptFacts(this.db, p.user_id, p.slot_id);
+			const who = await users.receiptFacts(this.db, p.user_id, p.slot_id);
 			const locale = this.config.locale;
 			const facts = { loginId: who.login_id, productName: who.name, paymentId: String(p.id) };
 			await this.notify({

@@ -8,7 +8,8 @@ import type { Ctx } from "../lib/context";
 import { conflict, invalid, notFound } from "../lib/errors";
 import { isId } from "../lib/sql";
 import { PRODUCT_CHANGED, ProductChanged } from "../contracts";
-import * as units from "./products/sql";
+import * as units from "../store/slots";
+import * as productRows from "../store/products";
 
 /** Reads may be retried after a timeout (moleculer.config.ts retries nothing else). */
 const IDEMPOTENT = { enabled: true };
@@ -94,7 +95,7 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 			visibility: "public",
 			params: {},
 			async handler(this: ProductsThis) {
-				const rows = await units.schedule(this.db);
+				const rows = await productRows.schedule(this.db);
 				return rows.map(r => ({ id: String(r.id), saleAt: r.sale_at.toISOString() }));
 			},
 		},
@@ -200,7 +201,9 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 						throw conflict("The sale of this product has started; it can no longer be deleted", "SALE_STARTED", {
 							saleAt: p.saleAt.toISOString(),
 						});
-					await units.deleteUnorderedProduct(em, p.id);
+					// Its free units, then the row (RESTRICT keeps any other).
+					await units.deleteFreeUnits(em, p.id);
+					await productRows.deleteProduct(em, p.id);
 					return p;
 				});
 				this.forgetReads();
@@ -309,7 +312,7 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, ProductsThis> = {
 
 	started(this: ProductsThis) {
 		// Stock layouts a stopped node left unfinished.
-		units.productsBelowTarget(this.db).then(
+		productRows.productsBelowTarget(this.db).then(
 			ids => ids.forEach(id => void this.layOutStock(id)),
 			err => this.logger.warn("resuming stock layouts:", err.message)
 		);

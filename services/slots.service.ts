@@ -9,11 +9,9 @@ import { DbMixin, WithDb } from "../mixins/db.mixin";
 import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
 import { buyerMessages, operatorMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
-import { expireAndReclaim } from "./slots/sql";
+import { dueForJobsSql, expireAndReclaim, markJobsScheduledSql, markRemindedSql, reclaimedFactsSql } from "../store/slots";
+import { scheduleDueJobsSql } from "../store/agenda-jobs";
 import { PRODUCT_CHANGED, ProductChanged, SLOT_PAID, SlotPaid, SLOTS_GRANTED, SLOTS_RECLAIMED, SlotsReclaimed, MessageBody } from "../contracts";
-
-/** Agenda's job table on its PostgreSQL backend (the backend's default name; the mixin keeps it). */
-const AGENDA_JOBS_TABLE = "agenda_jobs";
 
 /** Jobs are scheduled this long after the grants that made them due, many batches together. */
 const JOBS_COALESCE_MS = 50;
@@ -110,15 +108,7 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 		 * sends nothing; a second of slack covers the job firing on the dot).
 		 */
 		async remind(this: SlotsThis, slotId: string) {
-			const [rows]: [{ email: string; login_id: string; name: string; expires_at: Date; product_id: string }[], number] = await this.db.query(
-				`UPDATE slots s SET reminded_at = clock_timestamp()
-				 FROM users u, products p
-				 WHERE s.id = $1 AND s.status = 'HELD' AND s.expires_at > clock_timestamp() AND s.reminded_at IS NULL
-				   AND s.expires_at - make_interval(secs => $2) <= clock_timestamp() + interval '1 second'
-				   AND u.id = s.user_id AND p.id = s.product_id
-				 RETURNING u.email, u.login_id, p.name, s.expires_at, s.product_id`,
-				[slotId, this.config.slotReminderBeforeSeconds]
-			);
+			const [rows]: [{ email: string; login_id: string; name: string; expires_at: Date; product_id: string }[], number] = await this.db.query(markRemindedSql, [slotId, this.config.slotReminderBeforeSeconds]);
 			if (rows.length === 0) return false;
 			const r = rows[0];
 			await this.notify({
@@ -149,12 +139,12 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 		 * jobs_scheduled_at NULL), off the claim path, in bulk; the sweep calls it too, so a grant
 		 * whose node crashed before this ran still gets its jobs.
 		 *
-		 * On Agenda's PostgreSQL backend, up to 500 grants at a time in ONE statement: pick the due
-		 * slots (SKIP LOCKED, so `slots` nodes share the work), insert both jobs of each into
-		 * Agenda's table as job.save() would (name, priority 0, next_run_at, type 'normal', data
-		 * {slotId}), and mark the slots, atomically; instead of two INSERTs and two NOTIFYs per
-		 * grant. Agenda finds the rows on its next scan; only jobs due before that scan are
-		 * announced on its notification channel, as save() would. On MongoDB, job by job.
+		 * On Agenda's PostgreSQL backend, up to 500 grants at a time in ONE statement
+		 * (store/agenda-jobs.ts, the one module that writes Agenda's table, for the versions it
+		 * names): pick the due slots, insert both jobs of each as job.save() would, and mark the
+		 * slots, atomically; instead of two INSERTs and two NOTIFYs per grant. Agenda finds the rows
+		 * on its next scan; only jobs due before that scan are announced on its notification
+		 * channel, as save() would. On MongoDB, job by job.
 		 */
 		async scheduleDueJobs(this: SlotsThis) {
 			if (!this.agenda) return 0;
@@ -163,24 +153,7 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 			let total = 0;
 			for (;;) {
 				const [r]: { slots: number; soon: { id: string; name: string; nextRunAt: string; priority: number }[] }[] = await this.db.query(
-					`WITH due AS (
-					   SELECT id, expires_at FROM slots WHERE status = 'HELD' AND jobs_scheduled_at IS NULL
-					   ORDER BY held_at LIMIT 500 FOR UPDATE SKIP LOCKED
-					 ), wanted AS (
-					   SELECT 'slot.remind' AS name, greatest(now(), d.expires_at - make_interval(secs => $1)) AS at, d.id FROM due d
-					   WHERE greatest(now(), d.expires_at - make_interval(secs => $1)) < d.expires_at
-					   UNION ALL
-					   SELECT 'slot.expire', d.expires_at, d.id FROM due d
-					 ), jobs AS (
-					   INSERT INTO ${AGENDA_JOBS_TABLE} (name, priority, next_run_at, type, data, disabled, fork, last_modified_by)
-					   SELECT w.name, 0, w.at, 'normal', jsonb_build_object('slotId', w.id::text), false, false, $2 FROM wanted w
-					   RETURNING id, name, next_run_at, priority
-					 ), marked AS (
-					   UPDATE slots s SET jobs_scheduled_at = now() FROM due WHERE s.id = due.id RETURNING 1
-					 )
-					 SELECT (SELECT count(*)::int FROM marked) AS slots,
-					        (SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, 'nextRunAt', next_run_at, 'priority', priority)), '[]')
-					         FROM jobs WHERE next_run_at <= now() + make_interval(secs => $3)) AS soon`,
+					scheduleDueJobsSql,
 					[reminderSeconds, this.broker.nodeID, this.config.agendaProcessEveryMs / 1000]
 				);
 				const channel = this.agendaBackend?.notificationChannel as { state?: string; publish?(n: object): Promise<void> } | undefined;
@@ -199,10 +172,7 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 			let total = 0;
 			for (;;) {
 				const n = await this.db.transaction(async em => {
-					const due: { id: string; expires_at: Date }[] = await em.query(
-						`SELECT id, expires_at FROM slots WHERE status = 'HELD' AND jobs_scheduled_at IS NULL
-						 ORDER BY held_at LIMIT 500 FOR UPDATE SKIP LOCKED`
-					);
+					const due: { id: string; expires_at: Date }[] = await em.query(dueForJobsSql);
 					const now = Date.now();
 					for (const slot of due) {
 						const expiresAt = new Date(slot.expires_at).getTime();
@@ -216,7 +186,7 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 						expire.schedule(new Date(expiresAt));
 						await expire.save();
 					}
-					if (due.length) await em.query(`UPDATE slots SET jobs_scheduled_at = now() WHERE id = ANY($1::bigint[])`, [due.map(d => d.id)]);
+					if (due.length) await em.query(markJobsScheduledSql, [due.map(d => d.id)]);
 					return due.length;
 				});
 				total += n;
@@ -248,11 +218,7 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 		 * back. Sent after the commit, best effort (a crash in between loses these messages, not a unit).
 		 */
 		async tellReclaimed(this: SlotsThis, slotIds: string[]) {
-			const rows: { id: string; email: string; login_id: string; product_id: string; name: string }[] = await this.db.query(
-				`SELECT s.id, u.email, u.login_id, s.product_id, p.name
-				 FROM slots s JOIN users u ON u.id = s.user_id JOIN products p ON p.id = s.product_id WHERE s.id = ANY($1::bigint[])`,
-				[slotIds]
-			);
+			const rows: { id: string; email: string; login_id: string; product_id: string; name: string }[] = await this.db.query(reclaimedFactsSql, [slotIds]);
 			const locale = this.config.locale;
 			const expired: MessageBody[] = rows.map(r => ({
 				...buyerMessages.slotExpired(locale, { loginId: r.login_id, productName: r.name, productUrl: `${this.config.publicUrl}/p/${r.product_id}` }),

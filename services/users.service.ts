@@ -17,6 +17,8 @@ import { signAccessToken } from "../lib/tokens";
 import { emailRule } from "../lib/validation";
 import { seal } from "../lib/sealed";
 import { COUNTERS_DEGRADED, CountersDegraded, TOKENS_REVOKED, TokensRevoked } from "../contracts";
+import * as users from "../store/users";
+import * as resetTokens from "../store/password-reset-tokens";
 
 const RESET_TOKEN_TTL_MS = 30 * 60 * 1000;
 const LOGIN_WINDOW_MS = 60 * 1000;
@@ -26,23 +28,6 @@ const LOGIN_DELAY_MAX_MS = 2000;
 const HOUR_MS = 60 * 60 * 1000;
 /** Expired reset tokens deleted per statement (each forgot-password prunes one batch). */
 const PRUNE_BATCH = 500;
-
-/** The user a login names, its "tokens not before" and the database's clock, in whole seconds. */
-const USER_FOR_LOGIN = `
-	SELECT id, role, password_hash,
-	       extract(epoch FROM tokens_not_before)::bigint AS not_before,
-	       floor(extract(epoch FROM clock_timestamp()))::bigint AS now
-	FROM users WHERE lower(login_id) = lower($1)`;
-
-/** Expired reset tokens, oldest first, one bounded batch. */
-const PRUNE_RESET_TOKENS = `
-	DELETE FROM password_reset_tokens WHERE id IN (
-		SELECT id FROM password_reset_tokens WHERE expires_at < clock_timestamp() ORDER BY expires_at LIMIT $1)`;
-
-/** Revokes a user's tokens issued before the next whole second (never moves the time back). */
-const REVOKE_TOKENS = `
-	UPDATE users SET tokens_not_before = tokens_not_before_now(tokens_not_before) WHERE id = $1
-	RETURNING extract(epoch FROM tokens_not_before)::bigint AS not_before`;
 
 const loginIdRule = {
 	type: "string",
@@ -97,7 +82,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 					"Too many sign-ups; wait before trying again"
 				);
 				// A taken id answers before the hash (the unique index below still decides races).
-				if ((await this.db.query(`SELECT 1 FROM users WHERE lower(login_id) = lower($1)`, [loginId])).length)
+				if ((await this.db.query(users.loginIdTakenSql, [loginId])).length)
 					throw conflict(`The login id '${loginId}' is already taken`, "LOGIN_ID_TAKEN");
 				const passwordHash = await hashPassword(password);
 				let user: User;
@@ -146,7 +131,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 				const [idCount] = await this.countAttempt([[idKey, this.config.loginFailuresPerMinutePerIdCeiling]], LOGIN_WINDOW_MS, "Too many failed logins; wait before trying again");
 				const over = idCount - this.config.loginFailuresPerMinutePerLoginId;
 				if (over > 0) await new Promise(r => setTimeout(r, Math.min(LOGIN_DELAY_MAX_MS, LOGIN_DELAY_BASE_MS * 2 ** Math.min(over - 1, 10))));
-				const [user] = (await this.db.query(USER_FOR_LOGIN, [loginId])) as {
+				const [user] = (await this.db.query(users.userForLoginSql, [loginId])) as {
 					id: string; role: "buyer" | "admin"; password_hash: string; not_before: string | null; now: string;
 				}[];
 				// An unknown login id costs the same hash as a wrong password, and answers the same.
@@ -222,29 +207,21 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 				);
 				const tokenHash = hashToken(ctx.params.token);
 				// A wrong token costs no hash (the conditional UPDATE below still decides).
-				const live = await this.db.query(
-					`SELECT 1 FROM password_reset_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > clock_timestamp()`,
-					[tokenHash]
-				);
+				const live = await this.db.query(resetTokens.liveResetTokenSql, [tokenHash]);
 				if (live.length === 0) throw badRequest("This reset token is wrong, used or expired", "INVALID_TOKEN");
 				const passwordHash = await hashPassword(ctx.params.password);
 				const done = await this.db.transaction(async em => {
 					// Consuming the token is one conditional UPDATE, so two resets with one token cannot both win.
 					const rows = rowsOf<{ user_id: string }>(
-						await em.query(
-							`UPDATE password_reset_tokens SET used_at = clock_timestamp()
-							 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > clock_timestamp()
-							 RETURNING user_id`,
-							[tokenHash]
-						)
+						await em.query(resetTokens.useResetTokenSql, [tokenHash])
 					);
 					if (rows.length === 0) return null;
 					const userId = String(rows[0].user_id);
-					await em.query(`UPDATE users SET password_hash = $1 WHERE id = $2`, [passwordHash, userId]);
+					await em.query(users.setPasswordHashSql, [passwordHash, userId]);
 					// Tokens issued before the new password stop working.
-					const [revoked] = rowsOf<{ not_before: string }>(await em.query(REVOKE_TOKENS, [userId]));
+					const [revoked] = rowsOf<{ not_before: string }>(await em.query(users.revokeTokensSql, [userId]));
 					// Other outstanding reset links for this account die with this reset.
-					await em.query(`UPDATE password_reset_tokens SET used_at = clock_timestamp() WHERE user_id = $1 AND used_at IS NULL`, [userId]);
+					await em.query(resetTokens.retireResetTokensSql, [userId]);
 					return { userId, notBefore: Number(revoked.not_before) };
 				});
 				if (!done) throw badRequest("This reset token is wrong, used or expired", "INVALID_TOKEN");
@@ -263,11 +240,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 				if (!isId(ctx.params.id)) throw notFound("User", "USER_NOT_FOUND");
 				// The trigger users_role_revokes_tokens sets tokens_not_before when the role really changes.
 				const [row] = rowsOf<{ id: string; login_id: string; email: string; role: "buyer" | "admin"; not_before: string | null }>(
-					await this.db.query(
-						`UPDATE users SET role = $2 WHERE id = $1
-						 RETURNING id, login_id, email, role, extract(epoch FROM tokens_not_before)::bigint AS not_before`,
-						[ctx.params.id, ctx.params.role]
-					)
+					await this.db.query(users.setRoleSql, [ctx.params.id, ctx.params.role])
 				);
 				if (!row) throw notFound("User", "USER_NOT_FOUND");
 				if (row.not_before !== null) this.announceRevocation(String(row.id), Number(row.not_before));
@@ -281,10 +254,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 			params: { id: { type: "string", max: 20 } },
 			async handler(this: UsersThis, ctx: Ctx<{ id: string }>): Promise<{ notBefore: number | null }> {
 				if (!isId(ctx.params.id)) return { notBefore: null };
-				const [row] = (await this.db.query(
-					`SELECT extract(epoch FROM tokens_not_before)::bigint AS not_before FROM users WHERE id = $1`,
-					[ctx.params.id]
-				)) as { not_before: string | null }[];
+				const [row] = (await this.db.query(users.notBeforeSql, [ctx.params.id])) as { not_before: string | null }[];
 				return { notBefore: row?.not_before == null ? null : Number(row.not_before) };
 			},
 		},
@@ -297,11 +267,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 			visibility: "public",
 			params: {},
 			async handler(this: UsersThis): Promise<TokensRevoked[]> {
-				const rows = (await this.db.query(
-					`SELECT id, extract(epoch FROM tokens_not_before)::bigint AS not_before FROM users
-					 WHERE tokens_not_before > clock_timestamp() - make_interval(secs => $1)`,
-					[this.config.jwtExpiresInSeconds + 60]
-				)) as { id: string; not_before: string }[];
+				const rows = (await this.db.query(users.recentRevocationsSql, [this.config.jwtExpiresInSeconds + 60])) as { id: string; not_before: string }[];
 				return rows.map(r => ({ userId: String(r.id), notBefore: Number(r.not_before) }));
 			},
 		},
@@ -337,7 +303,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 
 		async upgradeHash(this: UsersThis, userId: string, oldHash: string, password: string) {
 			const fresh = await hashPassword(password);
-			await this.db.query(`UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3`, [fresh, userId, oldHash]);
+			await this.db.query(users.upgradeHashSql, [fresh, userId, oldHash]);
 		},
 
 		later(this: UsersThis, work: () => Promise<void>) {
@@ -350,13 +316,13 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		/** Forgot-password's work, after the answer: a token and a message per account with this address. */
 		async sendResetLinks(this: UsersThis, email: string) {
 			// Each request prunes one batch of expired tokens, so the table stays as small as the traffic.
-			await this.db.query(PRUNE_RESET_TOKENS, [PRUNE_BATCH]);
-			const users = await this.db
+			await this.db.query(resetTokens.pruneResetTokensSql, [PRUNE_BATCH]);
+			const accounts = await this.db
 				.getRepository(User)
 				.createQueryBuilder("u")
 				.where("lower(u.email) = lower(:email)", { email })
 				.getMany();
-			for (const user of users) {
+			for (const user of accounts) {
 				const token = randomBytes(32).toString("base64url");
 				await this.db.getRepository(PasswordResetToken).insert({
 					userId: user.id,
@@ -397,7 +363,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 				const created = await this.createAdmin(given.loginId, given.email, given.password, false);
 				if (created) this.logger.info(`Admin '${given.loginId}' created from ADMIN_LOGIN_ID.`);
 				else {
-					const [row] = (await this.db.query(`SELECT role FROM users WHERE lower(login_id) = lower($1)`, [given.loginId])) as { role: string }[];
+					const [row] = (await this.db.query(users.roleOfLoginIdSql, [given.loginId])) as { role: string }[];
 					// A buyer who took the login id first is not made an admin by the bootstrap.
 					if (row?.role !== "admin") this.logger.error(`ADMIN_LOGIN_ID '${given.loginId}' belongs to a buyer's account; no admin was created.`);
 					else this.logger.info(`Admin '${given.loginId}' exists; its password is left as it is (ADMIN_PASSWORD only sets the first one).`);
@@ -406,7 +372,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 			}
 			if (this.config.transporter) return;
 			// The usual case, an admin exists: no password to generate (the insert below still decides races).
-			if ((await this.db.query(`SELECT 1 FROM users WHERE role = 'admin' LIMIT 1`)).length > 0) return;
+			if ((await this.db.query(users.anyAdminSql)).length > 0) return;
 			const password = randomBytes(15).toString("base64url");
 			const email = "admin@dopamine.local";
 			// `admin` may be a buyer's login id already: then the local admin gets a suffix.
@@ -420,12 +386,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		async createAdmin(this: UsersThis, loginId: string, email: string, password: string, onlyIfNone: boolean) {
 			const passwordHash = await hashPassword(password);
 			const rows = rowsOf<{ login_id: string }>(
-				await this.db.query(
-					`INSERT INTO users (login_id, email, password_hash, role)
-					 SELECT $1, $2, $3, 'admin' WHERE NOT $4 OR NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin')
-					 ON CONFLICT ((lower(login_id))) DO NOTHING RETURNING login_id`,
-					[loginId, email, passwordHash, onlyIfNone]
-				)
+				await this.db.query(users.insertAdminSql, [loginId, email, passwordHash, onlyIfNone])
 			);
 			if (rows.length === 0) return false;
 			if (onlyIfNone)

@@ -8,7 +8,8 @@ import type { Config } from "../config";
 import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
 import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
-import * as sql from "./waitlist/sql";
+import * as sql from "../store/sale-waits";
+import { openingOf } from "../store/products";
 
 type WaitlistThis = WithDb & WithNotify & {
 	config: Config;
@@ -44,7 +45,7 @@ const WaitlistService: ServiceSchema<ServiceSettingSchema, WaitlistThis> = {
 			params: { $$strict: "remove", id: productId },
 			async handler(this: WaitlistThis, ctx: Ctx<{ id: string }>) {
 				const userId = buyerOf(ctx);
-				const product = isId(ctx.params.id) ? await sql.productOf(this.db, ctx.params.id) : undefined;
+				const product = isId(ctx.params.id) ? await openingOf(this.db, ctx.params.id) : undefined;
 				if (!product) throw notFound("Product", "PRODUCT_NOT_FOUND");
 				if (product.open) throw conflict("This sale is open already: there is nothing to wait for", "SALE_OPEN", { saleAt: product.sale_at.toISOString() });
 				const added = await sql.join(this.db, product.id, userId);
@@ -72,7 +73,7 @@ const WaitlistService: ServiceSchema<ServiceSettingSchema, WaitlistThis> = {
 			async handler(this: WaitlistThis, ctx: Ctx<{ id: string }>) {
 				const userId = buyerOf(ctx);
 				// Withdrawing twice is fine (200); from a product that does not exist, a 404 like every product route.
-				if (!isId(ctx.params.id) || !(await sql.productOf(this.db, ctx.params.id))) throw notFound("Product", "PRODUCT_NOT_FOUND");
+				if (!isId(ctx.params.id) || !(await openingOf(this.db, ctx.params.id))) throw notFound("Product", "PRODUCT_NOT_FOUND");
 				const gone = await sql.leave(this.db, ctx.params.id, userId);
 				if (gone) await this.cancelNotice(ctx.params.id, userId, gone.sale_at);
 				return { waiting: false };

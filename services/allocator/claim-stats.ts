@@ -1,4 +1,6 @@
 import type { DataSource } from "typeorm";
+import { addSecondsSql } from "../../store/claim-stats";
+import { addEpochsSql } from "../../store/claim-epochs";
 
 /**
  * The sale report's facts, counted in memory as the actor answers and written to PostgreSQL about
@@ -84,8 +86,8 @@ export class ClaimStats {
 		this.perEpoch = new Map();
 		try {
 			await db.transaction(async em => {
-				if (seconds.size) await em.query(ADD_SECONDS, secondsColumns(seconds));
-				if (epochs.size) await em.query(ADD_EPOCHS, epochColumns(epochs));
+				if (seconds.size) await em.query(addSecondsSql, secondsColumns(seconds));
+				if (epochs.size) await em.query(addEpochsSql, epochColumns(epochs));
 			});
 		} catch (err) {
 			this.warn(`claim stats not written yet (${(err as Error).message}); kept for the next flush`);
@@ -119,25 +121,3 @@ function epochColumns(m: Map<string, EpochFact>): unknown[] {
 	}
 	return cols;
 }
-
-/** Adds per-second counts; rows of products that do not exist are dropped here. */
-const ADD_SECONDS = `
-	INSERT INTO claim_stats (product_id, second, outcome, n)
-	SELECT t.p, to_timestamp(t.s), t.o, t.n
-	FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::int[]) AS t(p, s, o, n)
-	WHERE EXISTS (SELECT 1 FROM products WHERE id = t.p)
-	ON CONFLICT (product_id, second, outcome) DO UPDATE SET n = claim_stats.n + excluded.n`;
-
-/** Adds per-epoch facts: counts add up, seq and time ranges widen. */
-const ADD_EPOCHS = `
-	INSERT INTO claim_epochs (product_id, epoch, outcome, n, min_seq, max_seq, first_at, last_at)
-	SELECT t.p, t.e, t.o, t.n, t.lo, t.hi, to_timestamp(t.fa), to_timestamp(t.la)
-	FROM unnest($1::bigint[], $2::int[], $3::text[], $4::int[], $5::bigint[], $6::bigint[], $7::float8[], $8::float8[])
-	     AS t(p, e, o, n, lo, hi, fa, la)
-	WHERE EXISTS (SELECT 1 FROM products WHERE id = t.p)
-	ON CONFLICT (product_id, epoch, outcome) DO UPDATE SET
-		n = claim_epochs.n + excluded.n,
-		min_seq = least(claim_epochs.min_seq, excluded.min_seq),
-		max_seq = greatest(claim_epochs.max_seq, excluded.max_seq),
-		first_at = least(claim_epochs.first_at, excluded.first_at),
-		last_at = greatest(claim_epochs.last_at, excluded.last_at)`;

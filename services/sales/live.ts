@@ -2,6 +2,8 @@ import type { ServiceBroker } from "moleculer";
 import { asNode } from "../../lib/identity";
 import type { DataSource } from "typeorm";
 import { queryIndexed } from "../../lib/sql";
+import { saleCountsSql } from "../../store/products";
+import { recentClaims } from "../../store/claim-stats";
 import { availableNodes } from "../../lib/registry";
 import { METRICS } from "../../lib/store-metrics";
 import { ownerOf } from "../../lib/strategies/rendezvous";
@@ -60,32 +62,14 @@ export const NOTIFIER_METRICS = {
 	deliveries: ["dopamine.notifier.deliveries.total"],
 };
 
-/**
- * Products on today's sales (opening within a day either side of now), with their row counts: the
- * live rows by slots_live_unit, the expired ones by slots_expired_by_product, per product (never a
- * scan of every product's slots: test/integration/plans.test.ts).
- */
-export const saleCountsSql = `SELECT p.id, p.name, p.stock, p.sale_at, p.epoch, live.available, live.held, live.paid,
-	        (SELECT count(*)::int FROM slots e WHERE e.product_id = p.id AND e.status = 'EXPIRED') AS expired
-	 FROM products p CROSS JOIN LATERAL (
-	   SELECT count(*) FILTER (WHERE s.status = 'AVAILABLE')::int AS available,
-	          count(*) FILTER (WHERE s.status = 'HELD')::int AS held,
-	          count(*) FILTER (WHERE s.status = 'PAID')::int AS paid
-	   FROM slots s WHERE s.product_id = p.id AND s.status <> 'EXPIRED') live
-	 WHERE p.sale_at BETWEEN now() - interval '1 day' AND now() + interval '1 day'
-	 ORDER BY p.sale_at, p.id LIMIT 100`;
-
+/** Products on today's sales with their row counts (store/products.ts saleCountsSql), read by index paths only. */
 export function saleCounts(db: DataSource): Promise<{ id: string; name: string; stock: number; sale_at: Date; epoch: number; available: number; held: number; paid: number; expired: number }[]> {
 	return queryIndexed(db, saleCountsSql);
 }
 
 /** Per product, claims per second over the last two complete seconds the recorder has written. */
 export async function recentClaimRates(db: DataSource): Promise<Map<string, Record<string, number>>> {
-	const rows: { product_id: string; outcome: string; n: number }[] = await db.query(
-		`SELECT product_id, outcome, sum(n)::int AS n FROM claim_stats
-		 WHERE second >= date_trunc('second', now()) - interval '3 seconds' AND second < date_trunc('second', now()) - interval '1 second'
-		 GROUP BY product_id, outcome`
-	);
+	const rows = await recentClaims(db);
 	const out = new Map<string, Record<string, number>>();
 	for (const r of rows) {
 		const m = out.get(String(r.product_id)) ?? {};

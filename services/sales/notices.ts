@@ -1,6 +1,7 @@
 import type { DataSource } from "typeorm";
 import { Locale, operatorMessages, Rendered } from "../../lib/messages";
 import { buildReport, SaleReport } from "./report";
+import { claimNotice, noticeSent, type NoticeKind } from "../../store/sale-notices";
 
 /**
  * The operators' messages about a sale: "opened", "sold out" (with how long it took) and the
@@ -9,8 +10,6 @@ import { buildReport, SaleReport } from "./report";
  * many `sales` nodes watch: the node whose insert into sale_notices wins sends it (and its
  * dedupeKey makes the notifier deliver it once even if it is published twice).
  */
-
-export type NoticeKind = "opened" | "sold_out" | "summary";
 
 /** A sale's state as the watcher sees it each second. */
 export interface SaleTick {
@@ -25,20 +24,6 @@ export interface SaleTick {
 
 /** Opening announcements are for sales that opened recently, not for old ones found at start. */
 const OPENED_RECENTLY_MS = 10 * 60_000;
-
-/** Claims the right to send one notice; true for exactly one caller. */
-export async function claimNotice(db: DataSource, productId: string, kind: NoticeKind): Promise<boolean> {
-	const rows = await db.query(
-		`INSERT INTO sale_notices (product_id, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING product_id`,
-		[productId, kind]
-	);
-	return rows.length === 1;
-}
-
-export async function noticeSent(db: DataSource, productId: string, kind: NoticeKind): Promise<boolean> {
-	const rows = await db.query(`SELECT 1 FROM sale_notices WHERE product_id = $1 AND kind = $2`, [productId, kind]);
-	return rows.length === 1;
-}
 
 /** The notices due for a sale now, in the order they happen. */
 export async function dueNotices(db: DataSource, s: SaleTick, now: number, done: Set<string> = new Set()): Promise<NoticeKind[]> {

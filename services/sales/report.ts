@@ -1,11 +1,16 @@
 import type { DataSource } from "typeorm";
 import { queryIndexed } from "../../lib/sql";
+import { freeCountSql, grantRowsSql } from "../../store/slots";
+import { productRow } from "../../store/products";
+import { claimSeries } from "../../store/claim-stats";
+import { epochRows } from "../../store/claim-epochs";
 import { checkGrants, EpochFact, GrantCheck, GrantRow } from "../../lib/order-check";
 
 /**
  * A sale's report, rebuilt from PostgreSQL alone (so it survives any restart): the product, the
  * allocator's recorded facts (claim_stats per second, claim_epochs per epoch) and the slot rows
- * with their payments. One named function per statement; the assembly is plain code.
+ * with their payments. The statements are in store/ (the file of the table each reads); the
+ * assembly is plain code.
  */
 
 export interface SaleReport {
@@ -46,23 +51,8 @@ export interface Winner {
 
 const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
 
-export async function productRow(db: DataSource, productId: string) {
-	const rows: { id: string; name: string; stock: number; sale_at: Date; epoch: number }[] = await db.query(
-		`SELECT id, name, stock, sale_at, epoch FROM products WHERE id = $1`,
-		[productId]
-	);
-	return rows[0] ?? null;
-}
-
-export function claimSeries(db: DataSource, productId: string): Promise<{ second: Date; outcome: string; n: number }[]> {
-	return db.query(`SELECT second, outcome, n FROM claim_stats WHERE product_id = $1 ORDER BY second, outcome`, [productId]);
-}
-
 export async function epochFacts(db: DataSource, productId: string): Promise<(EpochFact & { firstAt: Date; lastAt: Date })[]> {
-	const rows: { epoch: number; outcome: string; n: number; min_seq: string; max_seq: string; first_at: Date; last_at: Date }[] = await db.query(
-		`SELECT epoch, outcome, n, min_seq, max_seq, first_at, last_at FROM claim_epochs WHERE product_id = $1 ORDER BY epoch, outcome`,
-		[productId]
-	);
+	const rows = await epochRows(db, productId);
 	return rows.map(r => ({ epoch: r.epoch, outcome: r.outcome, n: r.n, minSeq: Number(r.min_seq), maxSeq: Number(r.max_seq), firstAt: r.first_at, lastAt: r.last_at }));
 }
 
@@ -80,29 +70,12 @@ interface GrantDbRow {
 	payment: string | null;
 }
 
-/**
- * Every slot row that was ever granted (HELD, PAID, EXPIRED), in (epoch, seq) order. The live ones
- * by slots_one_active_per_buyer, the expired ones by slots_expired_by_product: never a scan of
- * every product's slots (test/integration/plans.test.ts).
- */
-export const grantRowsSql = `SELECT s.id, s.unit, s.status, s.user_id, u.login_id, s.epoch, s.seq, s.held_at, s.paid_at, s.expired_at,
-	        (SELECT p.status FROM payments p WHERE p.slot_id = s.id
-	         ORDER BY (p.status = 'SUCCESS') DESC, p.id DESC LIMIT 1) AS payment
-	 FROM (SELECT * FROM slots WHERE product_id = $1 AND status IN ('HELD', 'PAID')
-	       UNION ALL
-	       SELECT * FROM slots WHERE product_id = $1 AND status = 'EXPIRED') s
-	 LEFT JOIN users u ON u.id = s.user_id
-	 ORDER BY s.epoch NULLS LAST, s.seq NULLS LAST, s.id`;
-
 export function grantRows(db: DataSource, productId: string): Promise<GrantDbRow[]> {
 	return queryIndexed<GrantDbRow>(db, grantRowsSql, [productId]);
 }
 
-/** Free units of a product, by the slots_free index. */
-export const availableCountSql = `SELECT count(*)::int AS n FROM slots WHERE product_id = $1 AND status = 'AVAILABLE'`;
-
 export async function availableCount(db: DataSource, productId: string): Promise<number> {
-	const [r] = await queryIndexed<{ n: number }>(db, availableCountSql, [productId]);
+	const [r] = await queryIndexed<{ n: number }>(db, freeCountSql, [productId]);
 	return r.n;
 }
 

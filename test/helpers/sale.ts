@@ -3,8 +3,8 @@ import { Client } from "pg";
 import { seedBuyers as seedInBulk } from "../../bench/lib/seed";
 import { observe, ObservedAnswer } from "../../lib/order-check";
 import { TEST_SECRET } from "./nodes";
-import { createUnits } from "../../services/products/sql";
-import { expireAndReclaim } from "../../services/slots/sql";
+import { createUnits } from "../../store/slots";
+import { expireAndReclaim } from "../../store/slots";
 
 export interface Buyer {
 	id: string;

@@ -1,7 +1,7 @@
 import { Client } from "pg";
 import { MessageBody } from "../../contracts";
 import { publishMessages } from "../../mixins/notify.mixin";
-import { TAKE_DUE_SQL } from "../../services/notifier/delivery-log";
+import { TAKE_DUE_SQL } from "../../store/deliveries";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { startNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 import { TestSmtp } from "../helpers/smtp";

@@ -1,10 +1,9 @@
 import { Client } from "pg";
 import { openDatabase } from "../../entities";
 import { INDEX_PATHS_ONLY } from "../../lib/sql";
-import { countFreeSql, grantBatchSql, liveUnitsSql, outboxLeftPendingSql, outboxOfSlotsSql } from "../../services/allocator/pg-store";
-import { saleCountsSql } from "../../services/sales/live";
-import { availableCountSql, grantRowsSql } from "../../services/sales/report";
-import { expireSql } from "../../services/slots/sql";
+import { expireSql, freeCountSql, grantBatchSql, grantRowsSql, liveUnitsSql } from "../../store/slots";
+import { outboxLeftPendingSql, outboxOfSlotsSql } from "../../store/outbox";
+import { saleCountsSql } from "../../store/products";
 import { dropDatabase, freshDatabaseUrl } from "../helpers/db";
 
 /**
@@ -61,7 +60,7 @@ async function batch(n: number, pipelined: boolean): Promise<unknown[]> {
 
 const statements: [string, () => Promise<[string, unknown[]]>, number][] = [
 	["takeover: every live unit of the product", async () => [liveUnitsSql, [product]], 5000],
-	["free units of the product", async () => [countFreeSql, [product]], 2000],
+	["free units of the product (the allocator's re-check, the report)", async () => [freeCountSql, [product]], 2000],
 	["outbox: messages of the slots just granted", async () => {
 		const ids = (await c.query(`SELECT slot_id FROM outbox ORDER BY id DESC LIMIT 256`)).rows.map(r => r.slot_id);
 		return [outboxOfSlotsSql, [ids]];
@@ -73,7 +72,6 @@ const statements: [string, () => Promise<[string, unknown[]]>, number][] = [
 		return [expireSql(true, false), [id]];
 	}, 1000],
 	["report: every granted row", async () => [grantRowsSql, [product]], 8000],
-	["report: free units", async () => [availableCountSql, [product]], 2000],
 	["dashboard: today's products and their counts", async () => [saleCountsSql, []], 5000],
 ];
 

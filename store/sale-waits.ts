@@ -1,7 +1,6 @@
-import { rowsOf } from "../../lib/sql";
+import { rowsOf, type Sql } from "../lib/sql";
 
-/** The waitlist's statements, one function each (`Sql`: TypeORM's DataSource or EntityManager). */
-export type Sql = { query(text: string, params?: unknown[]): Promise<any> };
+/** The `sale_waits` table ("notify me": one row per waiting buyer), one function per statement. */
 
 /** A waiting buyer with what the notice says: who, where to, which product and when it opens. */
 export interface WaitRow {
@@ -11,12 +10,6 @@ export interface WaitRow {
 	email: string;
 	login_id: string;
 	name: string;
-}
-
-export async function productOf(q: Sql, id: string): Promise<{ id: string; sale_at: Date; open: boolean } | undefined> {
-	return rowsOf<{ id: string; sale_at: Date; open: boolean }>(
-		await q.query(`SELECT id::text, sale_at, sale_at <= now() AS open FROM products WHERE id = $1`, [id])
-	)[0];
 }
 
 /** Adds the buyer, waiting for the product's current opening; the row when it is new, nothing when it was there. */

@@ -1,9 +1,10 @@
 import type { DataSource } from "typeorm";
-import type { DeliveryStatus, MessageBody, WireDelivery } from "../../contracts";
-import { rowsOf } from "../../lib/sql";
+import type { DeliveryStatus, MessageBody, WireDelivery } from "../contracts";
+import { rowsOf } from "../lib/sql";
 
 /**
- * The delivery log's SQL, one function per statement. The log is the notifier's state: intake
+ * The `deliveries` table, the notifier's delivery log: its row shapes and its statements, one
+ * function per statement. The log is the notifier's state: intake
  * inserts (a message's key and channel are unique, so a redelivered or republished message adds
  * nothing), workers take due rows under a lease (SKIP LOCKED: nodes share the work, and a row is
  * never out with two of them at once), and a try's outcome is written right after it.
