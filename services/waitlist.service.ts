@@ -13,10 +13,19 @@ import { openingOf } from "../store/products";
 
 type WaitlistThis = WithDb & WithNotify & {
 	config: Config;
+	catchUpTimer: NodeJS.Timeout | null;
+	follow(productId: string, change: { deleted?: boolean; saleAt?: string | Date | null }): Promise<void>;
+	catchUp(): Promise<number>;
 	noticeAt(saleAt: Date): Date;
 	publishNotice(w: sql.WaitRow): Promise<void>;
 	cancelNotice(productId: string, userId: string, saleAt: Date): Promise<void>;
 };
+
+/**
+ * How often a waitlist node looks for waits a product change left behind (a change made while no
+ * waitlist node ran, or whose event met a database outage). Also once at start.
+ */
+const CATCH_UP_MS = 60_000;
 
 /** One notice per buyer, product and opening: asking twice, or two nodes moving it, sends one. */
 const noticeKey = (productId: string, userId: string, saleAt: Date) => `sale-opening-${productId}-${userId}-${saleAt.getTime()}`;
@@ -107,24 +116,49 @@ const WaitlistService: ServiceSchema<ServiceSettingSchema, WaitlistThis> = {
 		async [PRODUCT_CHANGED](this: WaitlistThis, ctx: Context<ProductChanged>) {
 			const { id, deleted, saleAt } = ctx.params;
 			try {
-				if (deleted) {
-					for (const w of await sql.dropProduct(this.db, id)) await this.cancelNotice(id, w.user_id, w.sale_at);
-					return;
-				}
-				if (!saleAt) return;
-				const at = new Date(saleAt);
-				for (const w of await sql.move(this.db, id, at)) {
-					await this.cancelNotice(id, w.user_id, w.old_sale_at);
-					// Moved into the past: the sale is open, the notice has nothing left to announce.
-					if (at.getTime() > Date.now()) await this.publishNotice(w);
-				}
+				await this.follow(id, { deleted, saleAt });
 			} catch (err) {
+				// The next catch-up (CATCH_UP_MS) moves them.
 				this.logger.error(`notify-me notices of product ${id} not moved: ${(err as Error).message}`);
 			}
 		},
 	},
 
 	methods: {
+		/**
+		 * Brings a product's waits in step with it: a deleted product's are dropped and their notices
+		 * cancelled; a rescheduled one's move to the new opening, each notice cancelled and published
+		 * again. One transaction: the rows change only if every notice did, so a publish that fails
+		 * leaves the waits out of step for the next catch-up (notices are keyed by opening, so a
+		 * second try sends one). `move` locks the rows: however many nodes heard the change or
+		 * caught up at once, one moves each wait.
+		 */
+		async follow(this: WaitlistThis, productId: string, change: { deleted?: boolean; saleAt?: string | Date | null }) {
+			if (!change.deleted && !change.saleAt) return;
+			await this.db.transaction(async em => {
+				if (change.deleted) {
+					for (const w of await sql.dropProduct(em, productId)) await this.cancelNotice(productId, w.user_id, w.sale_at);
+					return;
+				}
+				const at = new Date(change.saleAt!);
+				for (const w of await sql.move(em, productId, at)) {
+					await this.cancelNotice(productId, w.user_id, w.old_sale_at);
+					// Moved into the past: the sale is open, the notice has nothing left to announce.
+					if (at.getTime() > Date.now()) await this.publishNotice(w);
+				}
+			});
+		},
+
+		/** Every product whose waits a change left behind, followed; how many there were. */
+		async catchUp(this: WaitlistThis): Promise<number> {
+			const behind = await sql.outOfStep(this.db);
+			for (const p of behind) {
+				this.logger.warn(`notify-me notices of product ${p.product_id} were out of step (${p.sale_at ? "rescheduled" : "deleted"} unheard): moving them now`);
+				await this.follow(p.product_id, p.sale_at ? { saleAt: p.sale_at } : { deleted: true });
+			}
+			return behind.length;
+		},
+
 		noticeAt(this: WaitlistThis, saleAt: Date): Date {
 			return new Date(Math.max(Date.now(), saleAt.getTime() - this.config.notifyMeBeforeSeconds * 1000));
 		},
@@ -149,6 +183,24 @@ const WaitlistService: ServiceSchema<ServiceSettingSchema, WaitlistThis> = {
 		async cancelNotice(this: WaitlistThis, productId: string, userId: string, saleAt: Date) {
 			await this.cancelNotification(noticeKey(productId, userId, saleAt));
 		},
+	},
+
+	created(this: WaitlistThis) {
+		this.catchUpTimer = null;
+	},
+
+	started(this: WaitlistThis) {
+		// A catch-up cut off by this node's own stop is no news: the next node's start catches up.
+		const catchUp = () => this.catchUp().catch(err => this.broker.stopping || this.logger.warn(`notify-me catch-up failed: ${(err as Error).message}`));
+		// The first catch-up once a notifier answers (on this node it starts beside this service, so
+		// not yet); the start does not wait for it. Then every CATCH_UP_MS.
+		this.waitForServices(["notifier"], CATCH_UP_MS).then(catchUp, () => undefined);
+		this.catchUpTimer = setInterval(catchUp, CATCH_UP_MS);
+		this.catchUpTimer.unref();
+	},
+
+	stopped(this: WaitlistThis) {
+		if (this.catchUpTimer) clearInterval(this.catchUpTimer);
 	},
 };
 

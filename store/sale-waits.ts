@@ -57,6 +57,21 @@ export async function dropProduct(q: Sql, productId: string): Promise<{ user_id:
 	return rowsOf(await q.query(`DELETE FROM sale_waits WHERE product_id = $1 RETURNING user_id::text, sale_at`, [productId]));
 }
 
+/**
+ * The products whose waits no longer match them: rescheduled (a wait's opening is not the
+ * product's) or deleted (no product row; `sale_at` null). What a change no waitlist node heard
+ * leaves behind. A scan of the waits, which are few beside slots, once a minute.
+ */
+export async function outOfStep(q: Sql): Promise<{ product_id: string; sale_at: Date | null }[]> {
+	return rowsOf(
+		await q.query(
+			`SELECT DISTINCT w.product_id::text, p.sale_at
+			 FROM sale_waits w LEFT JOIN products p ON p.id = w.product_id
+			 WHERE p.id IS NULL OR w.sale_at <> p.sale_at`
+		)
+	);
+}
+
 /** How many buyers wait for each product that has any. */
 export async function counts(q: Sql): Promise<{ product_id: string; n: number }[]> {
 	return rowsOf(await q.query(`SELECT product_id::text, count(*)::int AS n FROM sale_waits GROUP BY product_id`));

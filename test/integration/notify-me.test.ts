@@ -1,3 +1,4 @@
+import { SERVICES } from "../../broker";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { api } from "../helpers/http";
 import { startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
@@ -18,9 +19,7 @@ let node: StoreNode;
 const store = { db: DB, get node() { return node; } };
 const smtp = { get server() { return smtpServer; } };
 
-beforeAll(async () => {
-	smtpServer = await TestSmtp.start();
-	node = await startNode({
+const NODE_ENV = () => ({
 		DATABASE_URL: DB,
 		JWT_SECRET: TEST_SECRET,
 		ADMIN_LOGIN_ID: "boss",
@@ -31,7 +30,11 @@ beforeAll(async () => {
 		NOTIFIER_POLL_MS: "200",
 		PUBLIC_URL: "https://shop.example.com",
 		SMTP_URL: smtpServer.url,
-	});
+});
+
+beforeAll(async () => {
+	smtpServer = await TestSmtp.start();
+	node = await startNode(NODE_ENV());
 });
 afterAll(async () => {
 	await node?.stop();
@@ -102,6 +105,55 @@ describe("notify me (알림 신청)", () => {
 		expect(smtp.server!.to(doubterAt)).toHaveLength(0);
 		expect(smtp.server!.to(orphanAt)).toHaveLength(0);
 		expect(mails()).toHaveLength(2);
+	});
+
+	it("catches up at start with a reschedule and a deletion no waitlist node heard: the notice moves, the deleted product's is cancelled", async () => {
+		let http = api(store.node.url);
+		const admin = (await http.post("/api/auth/login", { loginId: "boss", password: "boss-password-1" })).body.accessToken;
+		const [stayer, leaver] = await seedBuyers(store.db, 2, "notifyc");
+		const emailOf = async (id: string) => (await sql<{ email: string }>(store.db, "SELECT email FROM users WHERE id = $1", [id]))[0].email;
+		const [stayerAt, leaverAt] = await Promise.all([emailOf(stayer.id), emailOf(leaver.id)]);
+		const make = async (name: string) =>
+			String((await http.post("/api/admin/products", { name, price: 1000, stock: 3, saleAt: new Date(Date.now() + 600_000).toISOString() }, admin)).body.product.id);
+		const moved = await make("Moved unheard");
+		const gone = await make("Deleted unheard");
+		expect((await http.post(`/api/products/${moved}/notify-me`, {}, stayer.token)).status).toBe(201);
+		expect((await http.post(`/api/products/${gone}/notify-me`, {}, leaver.token)).status).toBe(201);
+
+		// The fault: the store runs without its waitlist service while the admin reschedules and deletes.
+		await node.stop();
+		node = await startNode({ ...NODE_ENV(), SERVICES: Object.keys(SERVICES).filter(name => name !== "waitlist").join(",") });
+		http = api(store.node.url);
+		const newSaleAt = Date.now() + 8_000;
+		expect((await http.patch(`/api/admin/products/${moved}`, { saleAt: new Date(newSaleAt).toISOString() }, admin)).status).toBe(200);
+		expect((await http.del(`/api/admin/products/${gone}`, admin)).status).toBe(204);
+		await sleep(1_000);
+		// It struck: nobody moved the waits; the notices still wait for the old openings.
+		const waits = () => sql<{ product_id: string; sale_at: Date }>(store.db, "SELECT product_id::text, sale_at FROM sale_waits WHERE product_id = ANY($1::bigint[]) ORDER BY product_id", [[moved, gone]]);
+		expect((await waits()).map(w => w.product_id)).toEqual([moved, gone].sort((a, b) => Number(a) - Number(b)));
+		expect((await waits()).find(w => w.product_id === moved)!.sale_at.getTime()).not.toBe(new Date(newSaleAt).getTime());
+		const notices = () => sql<{ recipient: string; status: string }>(store.db, "SELECT recipient, status FROM deliveries WHERE kind = 'sale.opening' AND recipient = ANY($1) ORDER BY id", [[stayerAt, leaverAt]]);
+		expect((await notices()).map(n => n.status)).toEqual(["PENDING", "PENDING"]);
+
+		// A node with the waitlist comes back: its start catches up.
+		await node.stop();
+		node = await startNode(NODE_ENV());
+		const productSaleAt = (await sql<{ sale_at: Date }>(store.db, "SELECT sale_at FROM products WHERE id = $1", [moved]))[0].sale_at;
+		await waitFor("the waits in step with their products", async () => (await waits()).length === 1, 10_000);
+		expect(await waits()).toEqual([{ product_id: moved, sale_at: productSaleAt }]);
+		// The notifier applies cancels and new notices as they arrive on its channel.
+		await waitFor("the old notices cancelled and the moved one published", async () => (await notices()).length === 3 && (await notices()).every(n => n.status !== "PENDING" || n.recipient === stayerAt));
+		expect((await notices()).map(n => [n.recipient, n.status])).toEqual([
+			[stayerAt, "CANCELLED"],
+			[leaverAt, "CANCELLED"],
+			[stayerAt, "PENDING"],
+		]);
+		// The moved notice arrives once, before the new opening; none for the deleted product.
+		await waitFor("the moved notice", () => smtp.server!.to(stayerAt).length >= 1, 30_000);
+		expect(smtp.server!.to(stayerAt)[0].at).toBeLessThan(newSaleAt);
+		await sleep(Math.max(0, newSaleAt + 1_000 - Date.now()));
+		expect(smtp.server!.to(stayerAt)).toHaveLength(1);
+		expect(smtp.server!.to(leaverAt)).toHaveLength(0);
 	});
 
 	it("refuses what makes no sense, with a reason", async () => {
