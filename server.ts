@@ -1,12 +1,13 @@
 import { ConfigError, loadConfig } from "./config";
 import { createBroker, createReplBroker } from "./broker";
+import { CHANNELS } from "./services/notifier/transports";
 
 /**
  * Starts one node: the services named in SERVICES (default: all), on the configured transporter.
  * With --repl, an operator's node that only watches a cluster (see createReplBroker).
  */
 async function main(): Promise<void> {
-	const config = loadConfig(process.env);
+	const config = loadConfig(process.env, CHANNELS);
 	const repl = process.argv.includes("--repl");
 	const broker = repl ? createReplBroker(config) : createBroker(config);
 	if (config.jwtSecretGenerated)

@@ -89,8 +89,11 @@ export interface Config {
 	soldOutLeaseMs: number;
 	/** A product's actor with no claim for this long is released (its state is in PostgreSQL). */
 	allocatorIdleReleaseMs: number;
-	smtpUrl: string | null;
-	mailFrom: string;
+	/**
+	 * The notification channels, in the transports' registry's order, with what this node's
+	 * environment says of each (its own variables, its pace, whether it is configured).
+	 */
+	channels: readonly ChannelConfig[];
 	/** Language of buyers' (and operators') messages: users have no locale of their own yet. */
 	locale: "ko" | "en";
 	notifier: {
@@ -109,16 +112,9 @@ export interface Config {
 		retentionDays: number;
 		/** Messages the intake takes from the channel at once (JetStream max_ack_pending). */
 		maxInFlight: number;
-		/**
-		 * Send rate per channel (token bucket, per notifier node): tokens a minute and burst.
-		 * 0 a minute = no limit. E-mail's applies to SMTP only (the local mailbox has no provider).
-		 */
-		rates: Record<"email" | "slack" | "discord", { perMinute: number; burst: number }>;
 		/** Copies of the notifications stream on a NATS cluster (3 on three servers: one may die with no message lost). */
 		streamReplicas: number;
 	};
-	slackWebhookUrl: string | null;
-	discordWebhookUrl: string | null;
 	agendaBackend: "postgres" | "mongo";
 	/** How often Agenda polls for due jobs (it is also woken by LISTEN/NOTIFY on PostgreSQL). */
 	agendaProcessEveryMs: number;
@@ -152,6 +148,46 @@ export class ConfigError extends Error {
 }
 
 type Env = Record<string, string | undefined>;
+
+/** A channel's own settings, by the names its spec gives them; null = its variable is unset. */
+export type ChannelSettings = Readonly<Record<string, string | null>>;
+
+/** A send rate (token bucket, per notifier node): tokens a minute, and how many back to back; 0 a minute = no limit. */
+export interface Pace {
+	perMinute: number;
+	burst: number;
+}
+
+/**
+ * What config/ reads for one notification channel. Each transport file of the notifier
+ * (services/notifier/transports/) declares its own, and the transports' registry hands the list to
+ * loadConfig: so a channel's variables are written once, in its transport file, and are still
+ * read, checked and typed here with every other variable (config/ imports no service).
+ */
+export interface ChannelSpec {
+	/** The channel's name in messages, the delivery log and metrics; NOTIFIER_<NAME>_PER_MINUTE/_BURST set its pace. */
+	readonly name: string;
+	/** The channel's own variables, by setting: e.g. Slack's `{ webhookUrl: ... }` read from its webhook URL variable. */
+	readonly env: Readonly<Record<string, string>>;
+	/** Its default pace; absent = never paced. */
+	readonly pace?: Pace;
+	/** Takes the operators' messages: channel `operators` fans out to every configured one. */
+	readonly operators?: boolean;
+	/** True when these settings send the channel to its provider on this node (it is paced only then). */
+	configured(settings: ChannelSettings): boolean;
+}
+
+/** One channel as this node's environment configures it. */
+export interface ChannelConfig {
+	readonly name: string;
+	/** Its variables' names, for messages that say what to set. */
+	readonly variables: readonly string[];
+	readonly settings: ChannelSettings;
+	readonly operators: boolean;
+	readonly configured: boolean;
+	/** Null when the channel is never paced, or its rate is 0 (no limit). */
+	readonly pace: Pace | null;
+}
 
 /** One NATS login for every connection a node opens. */
 export interface NatsConnection {
@@ -232,30 +268,41 @@ function metricsToken(env: Env): string | null {
 }
 
 /**
- * NOTIFIER_<CHANNEL>_PER_MINUTE and _BURST. E-mail's default suits a Gmail account sending by SMTP
- * (one message every two seconds, five at once): Gmail answers a faster sender 421 4.7.0 and a
- * day's quota 550 5.4.5, both "later" to the notifier. Slack's webhooks take about one a second;
- * Discord's answer 429 with Retry-After beyond 30 a minute.
+ * Each channel's own variables and its pace, NOTIFIER_<NAME>_PER_MINUTE and _BURST (the default
+ * paces, and why, are in each transport file). A try waits for its token while it holds its lease,
+ * so on a configured channel the slowest wait must end well inside it.
  */
-function sendRates(env: Env): Config["notifier"]["rates"] {
-	const rate = (channel: string, perMinute: number, burst: number) => ({
-		perMinute: int(env, `NOTIFIER_${channel}_PER_MINUTE`, perMinute),
-		burst: int(env, `NOTIFIER_${channel}_BURST`, burst, 1),
-	});
-	const rates = { email: rate("EMAIL", 30, 5), slack: rate("SLACK", 60, 5), discord: rate("DISCORD", 30, 5) };
+function channelsOf(env: Env, specs: readonly ChannelSpec[]): ChannelConfig[] {
 	const concurrency = int(env, "NOTIFIER_CONCURRENCY", 8, 1);
 	const leaseMs = int(env, "NOTIFIER_LEASE_MS", 2 * 60_000, 1000);
-	// Only channels this node will send on: an unconfigured one never waits for a token.
-	const configured = { email: !!text(env, "SMTP_URL"), slack: !!text(env, "SLACK_WEBHOOK_URL"), discord: !!text(env, "DISCORD_WEBHOOK_URL") };
-	for (const [channel, r] of Object.entries(rates)) {
-		// A try waits for its token while it holds its lease: the slowest wait must end well inside it.
-		if (configured[channel as keyof typeof configured] && r.perMinute > 0 && (concurrency / r.perMinute) * 60_000 > leaseMs / 2)
+	return specs.map(spec => {
+		const settings = Object.fromEntries(Object.entries(spec.env).map(([setting, key]) => [setting, text(env, key)]));
+		const configured = spec.configured(settings);
+		const key = spec.name.toUpperCase();
+		const pace = spec.pace && {
+			perMinute: int(env, `NOTIFIER_${key}_PER_MINUTE`, spec.pace.perMinute),
+			burst: int(env, `NOTIFIER_${key}_BURST`, spec.pace.burst, 1),
+		};
+		// Only channels this node will send on: an unconfigured one never waits for a token.
+		if (configured && pace && pace.perMinute > 0 && (concurrency / pace.perMinute) * 60_000 > leaseMs / 2)
 			throw new ConfigError(
-				`NOTIFIER_${channel.toUpperCase()}_PER_MINUTE ${r.perMinute} is too slow for NOTIFIER_CONCURRENCY ${concurrency}: a try would wait past half its lease (NOTIFIER_LEASE_MS ${leaseMs})`
+				`NOTIFIER_${key}_PER_MINUTE ${pace.perMinute} is too slow for NOTIFIER_CONCURRENCY ${concurrency}: a try would wait past half its lease (NOTIFIER_LEASE_MS ${leaseMs})`
 			);
-	}
-	return rates;
+		return { name: spec.name, variables: Object.values(spec.env), settings, operators: spec.operators === true, configured, pace: pace && pace.perMinute > 0 ? pace : null };
+	});
 }
+
+/** The named channel's configuration on this node (undefined for a name no transport has). */
+export const channelOf = (config: Pick<Config, "channels">, name: string): ChannelConfig | undefined => config.channels.find(c => c.name === name);
+
+/** The operators' channels this node's environment configures, in the registry's order. */
+export const operatorChannels = (config: Pick<Config, "channels">): string[] => config.channels.filter(c => c.operators && c.configured).map(c => c.name);
+
+/** The variables that configure an operators' channel, for messages that say what to set. */
+export const operatorVariables = (config: Pick<Config, "channels">): string => config.channels.filter(c => c.operators).flatMap(c => c.variables).join(", ");
+
+/** True when e-mail stays in the local mailbox (no SMTP_URL): admins read it in the delivery log. */
+export const mailboxOnly = (config: Pick<Config, "channels">): boolean => !channelOf(config, "email")?.configured;
 
 /** STORE_TIME_ZONE, default Asia/Seoul (the store sells at 10:00 KST); a zone Intl does not know is refused. */
 function timeZone(env: Env): string {
@@ -338,7 +385,12 @@ function derivedNodeSecret(jwtSecret: string): string {
 	return require("node:crypto").createHmac("sha256", jwtSecret).update("dopamine node identity v1").digest("base64url");
 }
 
-export function loadConfig(env: Env = process.env): Config {
+/**
+ * `channels`: the notification channels' specs, from the transports' registry
+ * (services/notifier/transports/index.ts), which the composition root (server.ts) passes; a
+ * configuration loaded without them has no channel (e-mail stays in the local mailbox).
+ */
+export function loadConfig(env: Env = process.env, channels: readonly ChannelSpec[] = []): Config {
 	const transporterGiven = text(env, "TRANSPORTER");
 	const givenSecret = text(env, "JWT_SECRET");
 	if (transporterGiven && !givenSecret)
@@ -429,8 +481,7 @@ export function loadConfig(env: Env = process.env): Config {
 		allocatorBatchWindowMs: int(env, "ALLOCATOR_BATCH_WINDOW_MS", 1),
 		soldOutLeaseMs: int(env, "SOLD_OUT_LEASE_MS", 2000, 100),
 		allocatorIdleReleaseMs: int(env, "ALLOCATOR_IDLE_RELEASE_MS", 5 * 60_000, 100),
-		smtpUrl: text(env, "SMTP_URL"),
-		mailFrom: text(env, "MAIL_FROM") ?? "Dopamine Store <no-reply@dopamine.local>",
+		channels: channelsOf(env, channels),
 		locale: localeOf(env),
 		notifier: {
 			concurrency: int(env, "NOTIFIER_CONCURRENCY", 8, 1),
@@ -441,11 +492,8 @@ export function loadConfig(env: Env = process.env): Config {
 			leaseMs: int(env, "NOTIFIER_LEASE_MS", 2 * 60_000, 1000),
 			retentionDays: int(env, "NOTIFIER_RETENTION_DAYS", 30, 1),
 			maxInFlight: int(env, "NOTIFIER_MAX_IN_FLIGHT", 100, 1),
-			rates: sendRates(env),
 			streamReplicas: int(env, "NOTIFY_STREAM_REPLICAS", 1, 1),
 		},
-		slackWebhookUrl: text(env, "SLACK_WEBHOOK_URL"),
-		discordWebhookUrl: text(env, "DISCORD_WEBHOOK_URL"),
 		agendaBackend,
 		agendaProcessEveryMs: int(env, "AGENDA_PROCESS_EVERY_MS", 5000, 50),
 		agendaLockLifetimeMs: int(env, "AGENDA_LOCK_LIFETIME_MS", 10 * 60_000, 100),

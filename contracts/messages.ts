@@ -15,11 +15,13 @@ export const NOTIFICATIONS_CHANNEL = "notifications";
 export const NOTIFIER_GROUP = "notifier";
 
 /**
- * `email` goes to `recipient`; `slack` and `discord` go to the configured webhook (recipient
- * ignored); `operators` goes to every operators' channel the notifier has configured (Slack
- * and/or Discord), one delivery each.
+ * `email` goes to `recipient`; `operators` goes to every operators' channel the notifier has
+ * configured (Slack and/or Discord today), one delivery each; any other channel the notifier's
+ * registry names (services/notifier/transports/index.ts: `slack`, `discord`) goes to its configured
+ * destination (recipient ignored). Not a closed union: that registry is the one list of channels
+ * (contracts import nothing), and a name no transport has is logged FAILED ("unknown channel").
  */
-export type Channel = "email" | "slack" | "discord" | "operators";
+export type Channel = "email" | "operators" | (string & {});
 
 export interface MessageBody {
 	/** E-mail address for `email`; ignored for the operators' chat channels. */

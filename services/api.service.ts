@@ -2,7 +2,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
-import type { Config } from "../config";
+import { Config, mailboxOnly } from "../config";
 import { COUNTERS_DEGRADED, CountersDegraded, PRODUCT_CHANGED, ProductChanged, SOLD_OUT_FLAG, SoldOutFlag, TOKENS_REVOKED, TokensRevoked } from "../contracts";
 import { BearerVerifier, bearerVerifier } from "../lib/auth";
 import type { AuthUser, StoreMeta } from "../lib/context";
@@ -232,7 +232,7 @@ export function ApiService(config: Config): ServiceSchema<ServiceSettingSchema, 
 			const address = this.server.address() as AddressInfo | null;
 			if (address) {
 				this.logger.info(`Dopamine Store API on http://127.0.0.1:${address.port}`);
-				if (this.pages) for (const line of shopAddresses(`http://127.0.0.1:${address.port}`, !config.smtpUrl)) this.logger.info(line);
+				if (this.pages) for (const line of shopAddresses(`http://127.0.0.1:${address.port}`, mailboxOnly(config))) this.logger.info(line);
 			}
 			this.learnSchedule().catch(() => undefined);
 			this.learnFlags().catch(() => undefined);

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
-import type { Config } from "../config";
+import { channelOf, Config, mailboxOnly, operatorChannels, operatorVariables } from "../config";
 import { MessageBatch, MessageBody, NOTIFICATIONS_CHANNEL, NOTIFIER_GROUP } from "../contracts";
 import { AgendaLike, AgendaMixin, WithAgenda } from "../mixins/agenda.mixin";
 import { ConfigMixin } from "../mixins/config.mixin";
@@ -17,7 +17,7 @@ import { backoffMs } from "./notifier/backoff";
 import * as log from "../store/deliveries";
 import { DeliveryRow, NewDelivery } from "../store/deliveries";
 import { TokenBucket } from "./notifier/token-bucket";
-import { DeliveryError, Transport, transportsFor } from "./notifier/transports";
+import { CHANNEL_NAMES, DeliveryError, Transport, transportsFor } from "./notifier/transports";
 import { hideSealed, unsealText } from "../lib/sealed";
 
 const PAGE_SIZE = 50;
@@ -81,7 +81,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 			params: {
 				$$strict: "remove",
 				status: { type: "enum", values: ["PENDING", "SENT", "FAILED", "CANCELLED"], optional: true },
-				channel: { type: "enum", values: ["email", "slack", "discord", "operators"], optional: true },
+				channel: { type: "enum", values: [...CHANNEL_NAMES, "operators"], optional: true },
 				kind: { type: "string", max: 64, optional: true },
 				recipient: { type: "string", max: 320, optional: true },
 				page: { type: "number", integer: true, positive: true, convert: true, optional: true, default: 1 },
@@ -116,7 +116,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 			params: {
 				$$strict: "remove",
 				kind: { type: "string", min: 1, max: 64, optional: true },
-				channel: { type: "enum", values: ["email", "slack", "discord"], optional: true },
+				channel: { type: "enum", values: [...CHANNEL_NAMES], optional: true },
 				since: { type: "date", convert: true, optional: true },
 				until: { type: "date", convert: true, optional: true },
 			},
@@ -200,7 +200,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 				}
 				// One delivery per configured operators' channel, each tried and logged on its own.
 				const targets = this.operatorChannels();
-				if (targets.length === 0) items.push({ ...m, failedWith: "no operators' channel configured (SLACK_WEBHOOK_URL, DISCORD_WEBHOOK_URL)" });
+				if (targets.length === 0) items.push({ ...m, failedWith: `no operators' channel configured (${operatorVariables(this.config)})` });
 				for (const channel of targets) items.push({ ...m, channel, failedWith: null });
 			}
 			const inserted = await log.insertDeliveries(this.db, items);
@@ -222,7 +222,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 		},
 
 		operatorChannels(this: NotifierThis): string[] {
-			return ["slack", "discord"].filter(c => this.transports.has(c));
+			return operatorChannels(this.config).filter(c => this.transports.has(c));
 		},
 
 		wake(this: NotifierThis) {
@@ -269,7 +269,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 		 */
 		listed(this: NotifierThis, row: DeliveryRow) {
 			const d = log.wireDelivery(row);
-			d.text = this.config.smtpUrl ? hideSealed(d.text) : unsealText(this.config.nodeSecret, d.text);
+			d.text = mailboxOnly(this.config) ? unsealText(this.config.nodeSecret, d.text) : hideSealed(d.text);
 			return d;
 		},
 
@@ -278,13 +278,10 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 			const id = String(row.id);
 			const transport = this.transports.get(row.channel);
 			try {
-				if (!transport)
-					throw new DeliveryError(
-						["email", "slack", "discord"].includes(row.channel)
-							? `no ${row.channel} configuration on this node (${row.channel === "slack" ? "SLACK_WEBHOOK_URL" : "DISCORD_WEBHOOK_URL"})`
-							: `unknown channel "${row.channel}"`,
-						true
-					);
+				if (!transport) {
+					const known = channelOf(this.config, row.channel);
+					throw new DeliveryError(known ? `no ${row.channel} configuration on this node (${known.variables.join(", ")})` : `unknown channel "${row.channel}"`, true);
+				}
 				await this.buckets.get(row.channel)?.take();
 				// Sealed parts (a reset link) are opened only here, on their way to the recipient (lib/sealed.ts).
 				await transport.send({ id, kind: row.kind, channel: row.channel, recipient: row.recipient, subject: row.subject, text: unsealText(this.config.nodeSecret, row.text) });
@@ -344,10 +341,8 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 		};
 		this.transports = transportsFor(this.config);
 		this.buckets = new Map();
-		for (const [channel, r] of Object.entries(this.config.notifier.rates)) {
-			// The local mailbox has no provider to spare.
-			if (r.perMinute > 0 && (channel !== "email" || this.config.smtpUrl)) this.buckets.set(channel, new TokenBucket(r.perMinute, r.burst));
-		}
+		// Only channels sent to a provider (the local mailbox has none to spare), at a pace other than "no limit".
+		for (const c of this.config.channels) if (c.configured && c.pace) this.buckets.set(c.name, new TokenBucket(c.pace.perMinute, c.pace.burst));
 		this.worker = this.broker.nodeID;
 		this.sentMarks = new GroupWriter(ids => log.markSent(this.db, ids, this.worker));
 		this.takenIn = 0;
@@ -369,10 +364,10 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 		const released = await log.releaseLeases(this.db, this.worker);
 		if (released) this.logger.info(`Took back ${released} delivery(ies) this node had in flight when it stopped.`);
 		for (const [channel, t] of this.transports) this.logger.info(`Notifications by ${channel} go to ${t.describe()}.`);
-		if (!this.config.smtpUrl)
+		if (mailboxOnly(this.config))
 			this.logger.warn("No SMTP_URL: e-mail stays in the local mailbox, and every admin can read it there, password-reset links included (anyone with an admin account can take over any account). Set SMTP_URL for a store with real users.");
-		if (!this.transports.has("slack") && !this.transports.has("discord"))
-			this.logger.info("No operators' channel (SLACK_WEBHOOK_URL, DISCORD_WEBHOOK_URL): operators' messages are logged as FAILED.");
+		if (this.operatorChannels().length === 0)
+			this.logger.info(`No operators' channel (${operatorVariables(this.config)}): operators' messages are logged as FAILED.`);
 		this.running = true;
 		const poll = () => {
 			this.wake();

@@ -1,5 +1,5 @@
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
-import type { Config } from "../config";
+import { Config, operatorChannels } from "../config";
 import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
 import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
@@ -98,7 +98,7 @@ const SalesService: ServiceSchema<ServiceSettingSchema, SalesThis> = {
 		/** Once a second: the operators' messages that became due. */
 		async watch(this: SalesThis) {
 			// No operators' channel configured: nothing to tell, and no query each second for it.
-			if (!this.config.slackWebhookUrl && !this.config.discordWebhookUrl) return;
+			if (operatorChannels(this.config).length === 0) return;
 			const now = Date.now();
 			for (const r of await saleCounts(this.db)) {
 				const sale = { id: String(r.id), name: r.name, stock: r.stock, saleAt: new Date(r.sale_at), available: r.available, held: r.held, paid: r.paid };

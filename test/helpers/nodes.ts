@@ -5,6 +5,7 @@ import path from "node:path";
 import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { loadConfig } from "../../config";
 import { bareBroker, serviceSchemas } from "../../broker";
+import { CHANNELS } from "../../services/notifier/transports";
 import { MessageBatch, MessageBody, NOTIFICATIONS_CHANNEL } from "../../contracts";
 import type { ChannelBroker } from "../../lib/channels";
 import { deleteStream } from "./jetstream";
@@ -43,7 +44,7 @@ export async function startNode(
 	// E-mail at the test SMTP server's own speed unless a test sets the pace (the Gmail-suited default
 	// would make a test's thousand mails take half an hour): test/integration/notifier-pace.test.ts does.
 	// The shared test NATS takes anyone (it is on loopback, for tests only); a test of the refusal passes NATS_ALLOW_ANONYMOUS: "".
-	const config = loadConfig({ PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", NOTIFIER_EMAIL_PER_MINUTE: "0", NATS_ALLOW_ANONYMOUS: "true", ...env });
+	const config = loadConfig({ PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", NOTIFIER_EMAIL_PER_MINUTE: "0", NATS_ALLOW_ANONYMOUS: "true", ...env }, CHANNELS);
 	const schemas = serviceSchemas(config);
 	const broker = bareBroker(config, { skipProcessEventRegistration: true });
 	// `extend` adds a mixin to a named service: the extension is the schema, the service its first

@@ -1,10 +1,12 @@
 import fs from "node:fs";
 import path from "node:path";
 import { loadConfig } from "../../config";
+import { CHANNELS } from "../../services/notifier/transports";
 
 /**
  * docs/configuration.md and config/ agree: every variable config/ reads is in the table, and every
- * variable in the table is read. What is read is recorded, not guessed: loadConfig runs on an
+ * variable in the table is read. config/ reads the notification channels' variables from the
+ * transports' registry's specs, as server.ts hands them over, so they count too. What is read is recorded, not guessed: loadConfig runs on an
  * environment that notes every key asked for, in the shapes that reach every branch (single
  * process, a cluster node with its NATS login in the URL, by user and password, by a password
  * file, anonymous; Agenda on MongoDB; a configured admin).
@@ -34,7 +36,7 @@ function readBy(env: Record<string, string>): Set<string> {
 			return key in target;
 		},
 	});
-	loadConfig(recording);
+	loadConfig(recording, CHANNELS);
 	return read;
 }
 

@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig } from "../../config";
+import { CHANNELS } from "../../services/notifier/transports";
 
 describe("loadConfig", () => {
 	it("has the contract's defaults with nothing set", () => {
@@ -87,8 +88,9 @@ describe("NODE_SECRET (issue 22)", () => {
 
 describe("send rates against the notifier's lease", () => {
 	it("checks only the channels this node sends on", () => {
-		expect(() => loadConfig({ NOTIFIER_LEASE_MS: "3000" })).not.toThrow();
-		expect(() => loadConfig({ NOTIFIER_LEASE_MS: "3000", SMTP_URL: "smtp://127.0.0.1:2525" })).toThrow(/NOTIFIER_EMAIL_PER_MINUTE 30 is too slow/);
-		expect(() => loadConfig({ NOTIFIER_LEASE_MS: "3000", SMTP_URL: "smtp://127.0.0.1:2525", NOTIFIER_EMAIL_PER_MINUTE: "0" })).not.toThrow();
+		expect(() => loadConfig({ NOTIFIER_LEASE_MS: "3000" }, CHANNELS)).not.toThrow();
+		expect(() => loadConfig({ NOTIFIER_LEASE_MS: "3000", SMTP_URL: "smtp://127.0.0.1:2525" }, CHANNELS)).toThrow(/NOTIFIER_EMAIL_PER_MINUTE 30 is too slow/);
+		expect(() => loadConfig({ NOTIFIER_LEASE_MS: "3000", SMTP_URL: "smtp://127.0.0.1:2525", NOTIFIER_EMAIL_PER_MINUTE: "0" }, CHANNELS)).not.toThrow();
+		expect(() => loadConfig({ NOTIFIER_LEASE_MS: "3000", DISCORD_WEBHOOK_URL: "http://127.0.0.1:9/hook" }, CHANNELS)).toThrow(/NOTIFIER_DISCORD_PER_MINUTE 30 is too slow/);
 	});
 });

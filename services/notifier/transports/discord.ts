@@ -1,5 +1,15 @@
 import { postJson } from "./webhook";
-import type { Outgoing, Transport } from "./types";
+import type { ChannelPlugin, Outgoing, Transport } from "./types";
+
+/** An operators' channel; Discord's webhooks answer 429 with Retry-After beyond 30 messages a minute. */
+export const discord: ChannelPlugin = {
+	name: "discord",
+	env: { webhookUrl: "DISCORD_WEBHOOK_URL" },
+	pace: { perMinute: 30, burst: 5 },
+	operators: true,
+	configured: s => s.webhookUrl !== null,
+	build: s => (s.webhookUrl ? new DiscordTransport(s.webhookUrl) : null),
+};
 
 /**
  * Discord webhook (DISCORD_WEBHOOK_URL): `content` (the subject) and one embed (title and

@@ -1,5 +1,15 @@
 import { postJson } from "./webhook";
-import type { Outgoing, Transport } from "./types";
+import type { ChannelPlugin, Outgoing, Transport } from "./types";
+
+/** An operators' channel; Slack's webhooks take about one message a second. */
+export const slack: ChannelPlugin = {
+	name: "slack",
+	env: { webhookUrl: "SLACK_WEBHOOK_URL" },
+	pace: { perMinute: 60, burst: 5 },
+	operators: true,
+	configured: s => s.webhookUrl !== null,
+	build: s => (s.webhookUrl ? new SlackTransport(s.webhookUrl) : null),
+};
 
 /**
  * Slack incoming webhook (SLACK_WEBHOOK_URL): `text` (the notification's fallback) and `blocks`

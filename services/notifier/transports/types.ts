@@ -1,3 +1,4 @@
+import type { ChannelSettings, ChannelSpec, Config } from "../../../config";
 import type { WireDelivery } from "../../../contracts";
 
 /** What a transport needs of a delivery, and how it says a try failed. */
@@ -24,4 +25,14 @@ export class DeliveryError extends Error {
 		super(message);
 		this.name = "DeliveryError";
 	}
+}
+
+/**
+ * A notification channel as a plug-in: what config/ reads for it (its name, variables, default
+ * pace, whether they configure it: `ChannelSpec`) and how this node's transport for it is built.
+ * Each transport file exports one; the registry in ./index.ts lists them.
+ */
+export interface ChannelPlugin extends ChannelSpec {
+	/** This node's transport for the channel, or null when its settings configure none. */
+	build(settings: ChannelSettings, config: Config): Transport | null;
 }
