@@ -13,6 +13,7 @@ import { forbidden, invalid, notFound } from "../lib/errors";
 import { GroupWriter } from "../lib/group-writer";
 import { operatorMessages } from "../lib/messages";
 import { isId } from "../lib/sql";
+import { ensureNotifierMetrics, METRICS } from "../lib/store-metrics";
 import { backoffMs } from "./notifier/backoff";
 import * as log from "../store/deliveries";
 import { DeliveryRow, NewDelivery } from "../store/deliveries";
@@ -24,13 +25,6 @@ const PAGE_SIZE = 50;
 const JOB = "notification.due";
 /** Tries a message may spend on a provider's "later" answers (throttle, quota) before it is FAILED. */
 const LATER_MAX_ATTEMPTS = 100;
-const METRICS = {
-	deliveries: "dopamine.notifier.deliveries.total",
-	latency: "dopamine.notifier.delivery.seconds",
-	consumerPending: "dopamine.notifier.consumer.pending",
-	consumerAckPending: "dopamine.notifier.consumer.ack.pending",
-	backlog: "dopamine.notifier.backlog",
-};
 const GAUGE_EVERY_MS = 5_000;
 /** Deliveries taken in before the first refresh of the log's planner statistics. */
 const ANALYZE_FIRST_AT = 1_000;
@@ -303,7 +297,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 			await this.sentMarks.add(id);
 			this.broker.metrics.increment(METRICS.deliveries, { channel: row.channel, status: "SENT" });
 			const dueAt = new Date(row.send_at ?? row.created_at).getTime();
-			this.broker.metrics.observe(METRICS.latency, Math.max(0, Date.now() - dueAt) / 1000, { channel: row.channel });
+			this.broker.metrics.observe(METRICS.deliverySeconds, Math.max(0, Date.now() - dueAt) / 1000, { channel: row.channel });
 			return null;
 		},
 
@@ -350,13 +344,7 @@ const NotifierService: ServiceSchema<ServiceSettingSchema, NotifierThis> = {
 		this.running = false;
 		this.ticking = null;
 		this.again = false;
-		const m = this.broker.metrics;
-		const metric = (d: Record<string, unknown>) => !m.hasMetric(d.name as string) && m.register(d as never);
-		metric({ type: "counter", name: METRICS.deliveries, labelNames: ["channel", "status"], description: "Delivery tries by channel and outcome (SENT, RETRY, FAILED)" });
-		metric({ type: "histogram", name: METRICS.latency, labelNames: ["channel"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], description: "From a message's due time to its delivery" });
-		metric({ type: "gauge", name: METRICS.consumerPending, description: "Messages on the channel the notifier's JetStream consumer has not yet been given" });
-		metric({ type: "gauge", name: METRICS.consumerAckPending, description: "Messages given to the notifier's consumer and not yet acknowledged" });
-		metric({ type: "gauge", name: METRICS.backlog, labelNames: ["state"], description: "PENDING deliveries, due now or scheduled for later" });
+		ensureNotifierMetrics(this.broker);
 	},
 
 	async started(this: NotifierThis) {

@@ -54,14 +54,6 @@ interface MetricSnapshot {
 	values: { labels: Record<string, string>; value?: number; count?: number; quantiles?: Record<string, number | undefined> }[];
 }
 
-/** Metric names of the notifier (its service registers them); absent until a notifier node runs. */
-export const NOTIFIER_METRICS = {
-	/** Messages on the notifier's channel its JetStream consumer has not been given yet. */
-	lag: ["dopamine.notifier.consumer.pending"],
-	/** Delivery tries by channel and status (SENT, RETRY, FAILED). */
-	deliveries: ["dopamine.notifier.deliveries.total"],
-};
-
 /** Products on today's sales with their row counts (store/products.ts saleCountsSql), read by index paths only. */
 export function saleCounts(db: DataSource): Promise<{ id: string; name: string; stock: number; sale_at: Date; epoch: number; available: number; held: number; paid: number; expired: number }[]> {
 	return queryIndexed(db, saleCountsSql);
@@ -204,8 +196,9 @@ export async function liveSnapshot(broker: ServiceBroker, db: DataSource, meter:
 					const q = v.quantiles?.["0.99"];
 					if (v.labels.action === "allocator.claim" && typeof q === "number") p99 = Math.max(p99 ?? 0, q);
 				}
-			else if (NOTIFIER_METRICS.lag.includes(m.name)) lag = (lag ?? 0) + m.values.reduce((a, v) => a + (v.value ?? 0), 0);
-			else if (NOTIFIER_METRICS.deliveries.includes(m.name))
+			// The notifier's (absent until a notifier node runs): its consumer's lag, its tries by status.
+			else if (m.name === METRICS.consumerPending) lag = (lag ?? 0) + m.values.reduce((a, v) => a + (v.value ?? 0), 0);
+			else if (m.name === METRICS.deliveries)
 				for (const v of m.values) byStatus[v.labels.status] = (byStatus[v.labels.status] ?? 0) + (v.value ?? 0);
 		}
 	}

@@ -2,6 +2,7 @@ import type { ServiceBroker } from "moleculer";
 import { availableNodes } from "../../lib/registry";
 import { checkOrder } from "../../lib/order-check";
 import { ownerOf } from "../../lib/strategies/rendezvous";
+import { METRICS } from "../../lib/store-metrics";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { allocatorWithFaults, installFaults } from "../helpers/faults";
 import { freshNamespace, NATS_URL, startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
@@ -118,7 +119,7 @@ describe("fencing", () => {
 				replies.push(...(await Promise.all(slice.map((buyer, i) => claim((i + wave) % 2 ? a.url : b.url, p, buyer)))));
 			}
 			const metric = (n: StoreNode) => {
-				const values = n.broker.metrics.getMetric("dopamine.allocator.commit.failures.total")?.snapshot() ?? [];
+				const values = n.broker.metrics.getMetric(METRICS.commitFailures)?.snapshot() ?? [];
 				return values.filter((v: any) => v.labels.reason === "FENCED").reduce((s: number, v: any) => s + v.value, 0);
 			};
 			expect(metric(a) + metric(b)).toBeGreaterThan(0);
