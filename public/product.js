@@ -4,8 +4,8 @@
  * - a countdown to saleAt by the server's clock; the buy button opens at that second, not before;
  * - one claim per press (a double-click sends one); 429 and 503 are retried only after their
  *   Retry-After, with jitter, a few times; the answer in plain words with the place in line;
- * - the slot and its time left, live; payment by card, points or easy pay (Idempotency-Key, then
- *   confirm); the receipt; the buyer's slots and payments.
+ * - the slot and its time left, live; payment by a method of the payments registry (GET
+ *   /api/payment-methods; Idempotency-Key, then confirm); the receipt; the buyer's slots and payments.
  */
 "use strict";
 (function () {
@@ -420,6 +420,19 @@
 		for (const f of document.querySelectorAll("[data-method-fields]")) f.hidden = f.getAttribute("data-method-fields") !== m;
 	}
 
+	/**
+	 * A method field's name in the page's own words: its label, with its hint in brackets ("Card
+	 * number (12 to 19 digits)"); the field's name when the page has no input for it.
+	 */
+	function fieldLabel(name) {
+		const input = document.querySelector(`[data-method-fields] [name="${name}"]`);
+		const label = input && input.id && document.querySelector(`label[for="${input.id}"]`);
+		if (!label) return name;
+		const hint = input.getAttribute("aria-describedby") ? $(input.getAttribute("aria-describedby")) : null;
+		const own = [...label.childNodes].filter(n => n !== hint).map(n => n.textContent).join("").trim();
+		return hint ? `${own} (${hint.textContent.trim()})` : own;
+	}
+
 	function payError(r) {
 		const type = r.body && r.body.type;
 		if (r.status === 0) return t("networkError");
@@ -429,7 +442,7 @@
 		if (r.status === 422 || r.status === 400) {
 			const list = (r.body && r.body.data && (Array.isArray(r.body.data) ? r.body.data : r.body.data.fields)) || [];
 			const fields = [...new Set(list.map(d => d && d.field).filter(Boolean))];
-			if (fields.length) return t("checkFields", { fields: fields.map(f => (f === "cardNumber" ? `${t("cardNumber")} (${t("cardHint")})` : f)).join(", ") });
+			if (fields.length) return t("checkFields", { fields: fields.map(fieldLabel).join(", ") });
 		}
 		return S.accountError(r);
 	}
@@ -462,7 +475,8 @@
 			if (c.status === 200) {
 				upsertPayment(c.body.payment);
 				slot.status = "PAID";
-				$("card-number").value = "";
+				// What was typed for the method (a card number) is not left on the screen.
+				for (const input of document.querySelectorAll("[data-method-fields] input")) input.value = "";
 				say($("claim-message"), "");
 				say($("pay-message"), t("paid"), "ok");
 			} else if (c.body && c.body.data && c.body.data.payment) {

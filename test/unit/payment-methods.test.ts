@@ -37,6 +37,26 @@ describe("the payment methods' registry", () => {
 		expect(methodName("unknown", "en")).toBe("unknown");
 	});
 
+	it("is what the page's choices come from: GET /api/payment-methods answers the registry itself", () => {
+		const methods = PaymentsService.actions!.methods as { handler: () => { methods: unknown } };
+		expect(methods.handler.call({} as never).methods).toBe(PAYMENT_METHODS);
+	});
+
+	// The page draws one choice per method from that answer. Its HTML keeps a block only for a
+	// method's own fields (the card number, the easy-pay provider), and its script reads any block by
+	// its data-method-fields, never by a method's own ids.
+	it("leaves the page a block per method with fields, and its script names none of them", () => {
+		const root = join(__dirname, "../..");
+		const html = readFileSync(join(root, "public", "p.html"), "utf8");
+		const script = readFileSync(join(root, "public", "product.js"), "utf8");
+		const blocks = [...html.matchAll(/<div([^>]*)data-method-fields="([^"]+)"[^>]*>([\s\S]*?)<\/div>/g)];
+		expect(blocks.length).toBeGreaterThan(0);
+		for (const [, , method, inner] of blocks) {
+			expect(keys).toContain(method);
+			for (const [, id] of inner.matchAll(/id="([^"]+)"/g)) expect([method, id, script.includes(id)]).toEqual([method, id, false]);
+		}
+	});
+
 	// The page's HTML keeps a block for a method's own fields (card number, easy-pay provider): a
 	// method without fields of its own needs none.
 	it("is the only place outside the providers that names a method in code", () => {
