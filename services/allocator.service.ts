@@ -3,7 +3,7 @@ import type { Config } from "../config";
 import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
 import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
-import { buyerMessages } from "../lib/messages";
+import { heldSlotEmail } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { notFound, refusedForNow, unauthorized, unavailable } from "../lib/errors";
 import { signFlag } from "../lib/identity";
@@ -319,17 +319,9 @@ const AllocatorService: ServiceSchema<ServiceSettingSchema, AllocatorThis> = {
 				);
 				// One publish for the whole drained batch; marked done only once it was accepted.
 				await this.notifyMany(
-					rows.map(r => ({
-						...buyerMessages.slotGranted(this.config.locale, {
-							loginId: r.login_id,
-							productName: r.name,
-							expiresAt: r.expires_at,
-							payUrl: `${this.config.publicUrl}/p/${r.product_id}`,
-						}),
-						channel: "email",
-						recipient: r.email,
-						dedupeKey: `outbox-${r.id}`,
-					}))
+					rows.map(r =>
+						heldSlotEmail("slotGranted", this.config.locale, { email: r.email, loginId: r.login_id, productName: r.name, expiresAt: r.expires_at, payUrl: `${this.config.publicUrl}/p/${r.product_id}` }, `outbox-${r.id}`)
+					)
 				);
 				if (rows.length)
 					await em.query(markOutboxSentSql, [rows.map(r => r.id)]);

@@ -7,7 +7,7 @@ import { AgendaLike, AgendaMixin, WithAgenda } from "../mixins/agenda.mixin";
 import { ConfigMixin } from "../mixins/config.mixin";
 import { DbMixin, WithDb } from "../mixins/db.mixin";
 import { NotifyMixin, WithNotify } from "../mixins/notify.mixin";
-import { buyerMessages, operatorMessages } from "../lib/messages";
+import { buyerMessages, heldSlotEmail, operatorMessages } from "../lib/messages";
 import type { Ctx } from "../lib/context";
 import { dueForJobsSql, expireAndReclaim, markJobsScheduledSql, markRemindedSql, reclaimedFactsSql } from "../store/slots";
 import { scheduleDueJobsSql } from "../store/agenda-jobs";
@@ -111,17 +111,9 @@ const SlotsService: ServiceSchema<ServiceSettingSchema, SlotsThis> = {
 			const [rows]: [{ email: string; login_id: string; name: string; expires_at: Date; product_id: string }[], number] = await this.db.query(markRemindedSql, [slotId, this.config.slotReminderBeforeSeconds]);
 			if (rows.length === 0) return false;
 			const r = rows[0];
-			await this.notify({
-				...buyerMessages.slotReminder(this.config.locale, {
-					loginId: r.login_id,
-					productName: r.name,
-					expiresAt: r.expires_at,
-					payUrl: `${this.config.publicUrl}/p/${r.product_id}`,
-				}),
-				channel: "email",
-				recipient: r.email,
-				dedupeKey: `remind-${slotId}`,
-			});
+			await this.notify(
+				heldSlotEmail("slotReminder", this.config.locale, { email: r.email, loginId: r.login_id, productName: r.name, expiresAt: r.expires_at, payUrl: `${this.config.publicUrl}/p/${r.product_id}` }, `remind-${slotId}`)
+			);
 			return true;
 		},
 

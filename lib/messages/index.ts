@@ -1,4 +1,4 @@
-import { MESSAGE_KINDS } from "../../contracts";
+import { MESSAGE_KINDS, MessageBody } from "../../contracts";
 
 /**
  * Every message the store sends, in one place, in Korean and English (LOCALE). Each function
@@ -219,6 +219,25 @@ export const buyerMessages = {
 		};
 	},
 };
+
+/** A buyer's held slot, as the grant's outbox and the reminder read it. */
+export interface HeldSlot {
+	email: string;
+	loginId: string;
+	productName: string;
+	expiresAt: Date | string;
+	/** The product's page, where the slot is paid. */
+	payUrl: string;
+}
+
+/**
+ * The buyer's e-mail about a held slot: granted (the allocator's outbox) or about to expire (the
+ * slots service's reminder). Built here once, so the two carry the same facts the same way.
+ */
+export function heldSlotEmail(which: "slotGranted" | "slotReminder", locale: Locale, slot: HeldSlot, dedupeKey: string): MessageBody {
+	const { email, ...facts } = slot;
+	return { ...buyerMessages[which](locale, facts), channel: "email", recipient: email, dedupeKey };
+}
 
 const ZWSP = "\u200b";
 
