@@ -1,9 +1,10 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Validator } from "moleculer";
 import { ChannelSpec, loadConfig, operatorChannels, operatorVariables } from "../../config";
 import NotifierService from "../../services/notifier.service";
 import { CHANNEL_NAMES, CHANNELS, transportsFor } from "../../services/notifier/transports";
+import { filesUnder } from "../helpers/files";
 
 /**
  * Issue 24, point 2: the notification channels are written once, in the transports' registry
@@ -66,14 +67,7 @@ describe("the notification channels' registry", () => {
 	});
 
 	it("is the only place that names a chat channel or its variables in code", () => {
-		const root = join(__dirname, "../..");
-		const files = (dir: string): string[] =>
-			readdirSync(dir).flatMap(f => {
-				const p = join(dir, f);
-				return statSync(p).isDirectory() ? files(p) : [p];
-			});
-		const named = ["services", "lib", "mixins", "config", "contracts", "repl", "public"]
-			.flatMap(d => files(join(root, d)))
+		const named = filesUnder("services", "lib", "mixins", "config", "contracts", "repl", "public")
 			.filter(f => /\.(ts|js)$/.test(f) && !f.includes(join("services", "notifier", "transports") + "/"))
 			.filter(f => /["'](slack|discord)["']|(SLACK|DISCORD)_WEBHOOK_URL["']|NOTIFIER_(EMAIL|SLACK|DISCORD)_/.test(readFileSync(f, "utf8")));
 		expect(named).toEqual([]);

@@ -1,9 +1,10 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Validator } from "moleculer";
 import PaymentsService from "../../services/payments.service";
 import { methodName, PAYMENT_METHODS, providers } from "../../services/payments/index";
 import { buyerMessages } from "../../lib/messages";
+import { filesUnder, ROOT } from "../helpers/files";
 
 /** Issue 24, point 2: the payment methods are written once, in services/payments/index.ts. */
 describe("the payment methods' registry", () => {
@@ -46,9 +47,8 @@ describe("the payment methods' registry", () => {
 	// method's own fields (the card number, the easy-pay provider), and its script reads any block by
 	// its data-method-fields, never by a method's own ids.
 	it("leaves the page a block per method with fields, and its script names none of them", () => {
-		const root = join(__dirname, "../..");
-		const html = readFileSync(join(root, "public", "p.html"), "utf8");
-		const script = readFileSync(join(root, "public", "product.js"), "utf8");
+		const html = readFileSync(join(ROOT, "public", "p.html"), "utf8");
+		const script = readFileSync(join(ROOT, "public", "product.js"), "utf8");
 		const blocks = [...html.matchAll(/<div([^>]*)data-method-fields="([^"]+)"[^>]*>([\s\S]*?)<\/div>/g)];
 		expect(blocks.length).toBeGreaterThan(0);
 		for (const [, , method, inner] of blocks) {
@@ -60,14 +60,7 @@ describe("the payment methods' registry", () => {
 	// The page's HTML keeps a block for a method's own fields (card number, easy-pay provider): a
 	// method without fields of its own needs none.
 	it("is the only place outside the providers that names a method in code", () => {
-		const root = join(__dirname, "../..");
-		const files = (dir: string): string[] =>
-			readdirSync(dir).flatMap(f => {
-				const p = join(dir, f);
-				return statSync(p).isDirectory() ? files(p) : [p];
-			});
-		const named = ["services", "lib", "public"]
-			.flatMap(d => files(join(root, d)))
+		const named = filesUnder("services", "lib", "public")
 			.filter(f => /\.(ts|js)$/.test(f) && !f.includes(join("services", "payments") + "/"))
 			.filter(f => /["']easypay["']|["']points["']/.test(readFileSync(f, "utf8")));
 		expect(named).toEqual([]);

@@ -1,15 +1,8 @@
-import { postJson } from "./webhook";
-import type { ChannelPlugin, Outgoing, Transport } from "./types";
+import { postJson, webhookChannel } from "./webhook";
+import type { Outgoing, Transport } from "./types";
 
 /** An operators' channel; Discord's webhooks answer 429 with Retry-After beyond 30 messages a minute. */
-export const discord: ChannelPlugin = {
-	name: "discord",
-	env: { webhookUrl: "DISCORD_WEBHOOK_URL" },
-	pace: { perMinute: 30, burst: 5 },
-	operators: true,
-	configured: s => s.webhookUrl !== null,
-	build: s => (s.webhookUrl ? new DiscordTransport(s.webhookUrl) : null),
-};
+export const discord = webhookChannel("discord", "DISCORD_WEBHOOK_URL", { perMinute: 30, burst: 5 }, url => new DiscordTransport(url));
 
 /**
  * Discord webhook (DISCORD_WEBHOOK_URL): `content` (the subject) and one embed (title and

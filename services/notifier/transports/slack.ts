@@ -1,15 +1,8 @@
-import { postJson } from "./webhook";
-import type { ChannelPlugin, Outgoing, Transport } from "./types";
+import { postJson, webhookChannel } from "./webhook";
+import type { Outgoing, Transport } from "./types";
 
 /** An operators' channel; Slack's webhooks take about one message a second. */
-export const slack: ChannelPlugin = {
-	name: "slack",
-	env: { webhookUrl: "SLACK_WEBHOOK_URL" },
-	pace: { perMinute: 60, burst: 5 },
-	operators: true,
-	configured: s => s.webhookUrl !== null,
-	build: s => (s.webhookUrl ? new SlackTransport(s.webhookUrl) : null),
-};
+export const slack = webhookChannel("slack", "SLACK_WEBHOOK_URL", { perMinute: 60, burst: 5 }, url => new SlackTransport(url));
 
 /**
  * Slack incoming webhook (SLACK_WEBHOOK_URL): `text` (the notification's fallback) and `blocks`

@@ -1,4 +1,20 @@
-import { DeliveryError } from "./types";
+import type { Pace } from "../../../config";
+import { ChannelPlugin, DeliveryError, Transport } from "./types";
+
+/**
+ * A chat channel reached by one webhook URL, set in `variable`: configured when the URL is set, and
+ * one of the operators' channels (Slack, Discord).
+ */
+export function webhookChannel(name: string, variable: string, pace: Pace, make: (url: string) => Transport): ChannelPlugin {
+	return {
+		name,
+		env: { webhookUrl: variable },
+		pace,
+		operators: true,
+		configured: s => s.webhookUrl !== null,
+		build: s => (s.webhookUrl ? make(s.webhookUrl) : null),
+	};
+}
 
 const TIMEOUT_MS = 10_000;
 
