@@ -561,11 +561,16 @@
 		await Promise.all([loadMine(), loadNotify()]);
 		renderAll();
 		armOpening();
-		let lastSecond = -1;
+		// Redrawn when a countdown's seconds change: each flips on its own deadline's fraction of a
+		// second (saleAt, the slot's expiry), not on the clock's whole seconds, which could leave the
+		// shown time a second behind.
+		let lastShown = "";
 		setInterval(() => {
-			const second = Math.floor(serverNow() / 1000);
-			if (second === lastSecond) return;
-			lastSecond = second;
+			const now = serverNow();
+			const slot = shownSlot();
+			const shown = `${Math.ceil((saleAtMs() - now) / 1000)}|${slot ? Math.ceil((Date.parse(slot.expiresAt) - now) / 1000) : ""}`;
+			if (shown === lastShown) return;
+			lastShown = shown;
 			renderCountdown();
 			renderTimer();
 		}, 200);
