@@ -387,10 +387,11 @@ function derivedNodeSecret(jwtSecret: string): string {
 
 /**
  * `channels`: the notification channels' specs, from the transports' registry
- * (services/notifier/transports/index.ts), which the composition root (server.ts) passes; a
- * configuration loaded without them has no channel (e-mail stays in the local mailbox).
+ * (services/notifier/transports/index.ts), which the composition root (server.ts) passes. No
+ * default: a configuration loaded without them would have no channel (e-mail kept in the local
+ * mailbox, SMTP_URL unread), so every caller says which channels it knows.
  */
-export function loadConfig(env: Env = process.env, channels: readonly ChannelSpec[] = []): Config {
+export function loadConfig(env: Env, channels: readonly ChannelSpec[]): Config {
 	const transporterGiven = text(env, "TRANSPORTER");
 	const givenSecret = text(env, "JWT_SECRET");
 	if (transporterGiven && !givenSecret)

@@ -8,6 +8,7 @@ import { AuthNats } from "../helpers/nats-server";
 import { freshNamespace, spawnNode, startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 import { claim, createSale, seedBuyers } from "../helpers/sale";
 import { TestSmtp } from "../helpers/smtp";
+import { CHANNELS } from "../../services/notifier/transports";
 
 /**
  * Issue 21, point 3: a NATS that requires a login. The store's two NATS connections (Moleculer's
@@ -88,33 +89,33 @@ describe("a store on a NATS with a user and password", () => {
 		expect(child.output()).toMatch(/NATS_USER/);
 		expect(child.output()).toMatch(/nats:\/\/user:password@/);
 		// The message names what to set and never echoes a password.
-		expect(() => loadConfig({ JWT_SECRET: TEST_SECRET, TRANSPORTER: nats.anonymousUrl })).toThrow(ConfigError);
+		expect(() => loadConfig({ JWT_SECRET: TEST_SECRET, TRANSPORTER: nats.anonymousUrl }, CHANNELS)).toThrow(ConfigError);
 	});
 });
 
 describe("NATS credentials in the config", () => {
 	const base = { JWT_SECRET: TEST_SECRET };
 	it("takes the login from the URL, decoded, and keeps it out of the transporter string that may be logged", () => {
-		const c = loadConfig({ ...base, TRANSPORTER: "nats://store:p%40ss@10.0.0.1:4222,nats://store:p%40ss@10.0.0.2:4222" });
+		const c = loadConfig({ ...base, TRANSPORTER: "nats://store:p%40ss@10.0.0.1:4222,nats://store:p%40ss@10.0.0.2:4222" }, CHANNELS);
 		expect(c.nats).toEqual({ servers: ["10.0.0.1:4222", "10.0.0.2:4222"], user: "store", pass: "p@ss" });
 		expect(c.transporter).toBe("nats://10.0.0.1:4222,nats://10.0.0.2:4222");
 	});
 	it("takes NATS_USER with NATS_PASSWORD, or with NATS_PASSWORD_FILE", () => {
-		expect(loadConfig({ ...base, TRANSPORTER: "nats://h:4222", NATS_USER: "u", NATS_PASSWORD: "pw" }).nats).toEqual({ servers: ["h:4222"], user: "u", pass: "pw" });
+		expect(loadConfig({ ...base, TRANSPORTER: "nats://h:4222", NATS_USER: "u", NATS_PASSWORD: "pw" }, CHANNELS).nats).toEqual({ servers: ["h:4222"], user: "u", pass: "pw" });
 		const file = require("node:path").join(require("node:os").tmpdir(), `nats-pw-${process.pid}`);
 		require("node:fs").writeFileSync(file, "from-file\n");
 		try {
-			expect(loadConfig({ ...base, TRANSPORTER: "nats://h:4222", NATS_USER: "u", NATS_PASSWORD_FILE: file }).nats?.pass).toBe("from-file");
+			expect(loadConfig({ ...base, TRANSPORTER: "nats://h:4222", NATS_USER: "u", NATS_PASSWORD_FILE: file }, CHANNELS).nats?.pass).toBe("from-file");
 		} finally {
 			require("node:fs").rmSync(file);
 		}
-		expect(() => loadConfig({ ...base, TRANSPORTER: "nats://h:4222", NATS_USER: "u", NATS_PASSWORD_FILE: "/nonexistent/pw" })).toThrow(/NATS_PASSWORD_FILE cannot be read: ENOENT/);
+		expect(() => loadConfig({ ...base, TRANSPORTER: "nats://h:4222", NATS_USER: "u", NATS_PASSWORD_FILE: "/nonexistent/pw" }, CHANNELS)).toThrow(/NATS_PASSWORD_FILE cannot be read: ENOENT/);
 	});
 	it("refuses half a login, two different logins, and no login unless NATS_ALLOW_ANONYMOUS=true", () => {
-		expect(() => loadConfig({ ...base, TRANSPORTER: "nats://h:4222", NATS_USER: "u" })).toThrow(/NATS_PASSWORD/);
-		expect(() => loadConfig({ ...base, TRANSPORTER: "nats://a:b@h:4222,nats://c:d@g:4222" })).toThrow(/different credentials/);
-		expect(() => loadConfig({ ...base, TRANSPORTER: "nats://h:4222" })).toThrow(/NATS_ALLOW_ANONYMOUS=true/);
-		expect(loadConfig({ ...base, TRANSPORTER: "nats://h:4222", NATS_ALLOW_ANONYMOUS: "true" }).nats).toEqual({ servers: ["h:4222"], user: undefined, pass: undefined });
-		expect(loadConfig({}).nats).toBeNull();
+		expect(() => loadConfig({ ...base, TRANSPORTER: "nats://h:4222", NATS_USER: "u" }, CHANNELS)).toThrow(/NATS_PASSWORD/);
+		expect(() => loadConfig({ ...base, TRANSPORTER: "nats://a:b@h:4222,nats://c:d@g:4222" }, CHANNELS)).toThrow(/different credentials/);
+		expect(() => loadConfig({ ...base, TRANSPORTER: "nats://h:4222" }, CHANNELS)).toThrow(/NATS_ALLOW_ANONYMOUS=true/);
+		expect(loadConfig({ ...base, TRANSPORTER: "nats://h:4222", NATS_ALLOW_ANONYMOUS: "true" }, CHANNELS).nats).toEqual({ servers: ["h:4222"], user: undefined, pass: undefined });
+		expect(loadConfig({}, CHANNELS).nats).toBeNull();
 	});
 });

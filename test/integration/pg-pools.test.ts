@@ -4,6 +4,7 @@ import { pgBudget } from "../../lib/pg-budget";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
 import { startNode, StoreNode, TEST_SECRET } from "../helpers/nodes";
 import { claim, createSale, seedBuyers, sleep } from "../helpers/sale";
+import { CHANNELS } from "../../services/notifier/transports";
 
 /**
  * Issue 21, point 4: every PostgreSQL pool of a node is sized by configuration (DB_POOL_SIZE for
@@ -22,7 +23,7 @@ afterAll(async () => {
 describe("PostgreSQL pools", () => {
 	it("counts a node's connections from the services it runs", () => {
 		const budget = (env: Record<string, string>) => {
-			const config = loadConfig({ JWT_SECRET: TEST_SECRET, LOG_LEVEL: "error", ...env });
+			const config = loadConfig({ JWT_SECRET: TEST_SECRET, LOG_LEVEL: "error", ...env }, CHANNELS);
 			const broker = createBroker(config, { skipProcessEventRegistration: true });
 			return pgBudget(config, broker.services);
 		};
@@ -31,8 +32,8 @@ describe("PostgreSQL pools", () => {
 		expect(budget({ SERVICES: "api" }).total).toBe(0);
 		expect(budget({ SERVICES: "users,products", DB_POOL_SIZE: "2" }).total).toBe(2);
 		expect(budget({ DB_POOL_SIZE: "2", AGENDA_POOL_SIZE: "4" }).total).toBe(10);
-		expect(() => loadConfig({ AGENDA_POOL_SIZE: "2" })).toThrow(/AGENDA_POOL_SIZE must be at least 3/);
-		expect(() => loadConfig({ DB_POOL_SIZE: "0" })).toThrow(/DB_POOL_SIZE must be at least 1/);
+		expect(() => loadConfig({ AGENDA_POOL_SIZE: "2" }, CHANNELS)).toThrow(/AGENDA_POOL_SIZE must be at least 3/);
+		expect(() => loadConfig({ DB_POOL_SIZE: "0" }, CHANNELS)).toThrow(/DB_POOL_SIZE must be at least 1/);
 	});
 
 	it("never opens more than the configured pools, under a burst of claims", async () => {

@@ -3,7 +3,7 @@ import { CHANNELS } from "../../services/notifier/transports";
 
 describe("loadConfig", () => {
 	it("has the contract's defaults with nothing set", () => {
-		const c = loadConfig({});
+		const c = loadConfig({}, CHANNELS);
 		expect(c).toMatchObject({
 			port: 3000,
 			databaseUrl: "postgres://postgres@127.0.0.1:5432/dopamine",
@@ -26,19 +26,19 @@ describe("loadConfig", () => {
 	});
 
 	it("requires JWT_SECRET when a transporter is set", () => {
-		expect(() => loadConfig({ TRANSPORTER: "nats://127.0.0.1:4222" })).toThrow(ConfigError);
-		expect(() => loadConfig({ TRANSPORTER: "nats://127.0.0.1:4222" })).toThrow(/JWT_SECRET is required/);
-		expect(loadConfig({ TRANSPORTER: "nats://u:p@127.0.0.1:4222", JWT_SECRET: "x".repeat(32) }).jwtSecretGenerated).toBe(false);
+		expect(() => loadConfig({ TRANSPORTER: "nats://127.0.0.1:4222" }, CHANNELS)).toThrow(ConfigError);
+		expect(() => loadConfig({ TRANSPORTER: "nats://127.0.0.1:4222" }, CHANNELS)).toThrow(/JWT_SECRET is required/);
+		expect(loadConfig({ TRANSPORTER: "nats://u:p@127.0.0.1:4222", JWT_SECRET: "x".repeat(32) }, CHANNELS).jwtSecretGenerated).toBe(false);
 	});
 
 	it("has limits on the account routes and trusts no proxy by default; parses their settings", () => {
-		expect(loadConfig({})).toMatchObject({
+		expect(loadConfig({}, CHANNELS)).toMatchObject({
 			signupsPerHour: { perEmail: 5, perAddress: 100 },
 			passwordForgotPerHour: { perEmail: 5, perAddress: 30 },
 			passwordResetsPerHourPerAddress: 30,
 			trustedProxies: [],
 		});
-		expect(loadConfig({ SIGNUPS_PER_HOUR: "2", PASSWORD_FORGOT_PER_HOUR: "3,9", TRUSTED_PROXIES: "loopback, 10.0.0.0/8" })).toMatchObject({
+		expect(loadConfig({ SIGNUPS_PER_HOUR: "2", PASSWORD_FORGOT_PER_HOUR: "3,9", TRUSTED_PROXIES: "loopback, 10.0.0.0/8" }, CHANNELS)).toMatchObject({
 			signupsPerHour: { perEmail: 2, perAddress: 100 },
 			passwordForgotPerHour: { perEmail: 3, perAddress: 9 },
 			trustedProxies: ["loopback", "10.0.0.0/8"],
@@ -46,7 +46,7 @@ describe("loadConfig", () => {
 	});
 
 	it("parses lists and pairs", () => {
-		const c = loadConfig({ SERVICES: " api, users ,", LOGIN_FAILURES_PER_MINUTE: "3,50" });
+		const c = loadConfig({ SERVICES: " api, users ,", LOGIN_FAILURES_PER_MINUTE: "3,50" }, CHANNELS);
 		expect(c.services).toEqual(["api", "users"]);
 		expect(c.loginFailuresPerMinutePerLoginId).toBe(3);
 		expect(c.loginFailuresPerMinutePerAddress).toBe(50);
@@ -69,20 +69,20 @@ describe("loadConfig", () => {
 		[{ PASSWORD_FORGOT_PER_HOUR: "1,2,3" }, /PASSWORD_FORGOT_PER_HOUR/],
 		[{ PASSWORD_RESETS_PER_HOUR: "0" }, /PASSWORD_RESETS_PER_HOUR/],
 	])("rejects %j", (env, message) => {
-		expect(() => loadConfig(env)).toThrow(message);
+		expect(() => loadConfig(env, CHANNELS)).toThrow(message);
 	});
 });
 
 describe("NODE_SECRET (issue 22)", () => {
 	it("is taken as given, or derived from JWT_SECRET (never equal to it, the same on every node)", () => {
-		const given = loadConfig({ JWT_SECRET: "j".repeat(40), NODE_SECRET: "n".repeat(40) });
+		const given = loadConfig({ JWT_SECRET: "j".repeat(40), NODE_SECRET: "n".repeat(40) }, CHANNELS);
 		expect([given.nodeSecret, given.nodeSecretDerived]).toEqual(["n".repeat(40), false]);
-		const a = loadConfig({ JWT_SECRET: "j".repeat(40) });
-		const b = loadConfig({ JWT_SECRET: "j".repeat(40) });
+		const a = loadConfig({ JWT_SECRET: "j".repeat(40) }, CHANNELS);
+		const b = loadConfig({ JWT_SECRET: "j".repeat(40) }, CHANNELS);
 		expect(a.nodeSecretDerived).toBe(true);
 		expect(a.nodeSecret).toBe(b.nodeSecret);
 		expect(a.nodeSecret).not.toBe(a.jwtSecret);
-		expect(loadConfig({ JWT_SECRET: "k".repeat(40) }).nodeSecret).not.toBe(a.nodeSecret);
+		expect(loadConfig({ JWT_SECRET: "k".repeat(40) }, CHANNELS).nodeSecret).not.toBe(a.nodeSecret);
 	});
 });
 

@@ -1,6 +1,7 @@
 import { ServiceBroker } from "moleculer";
 import { loadConfig } from "../../config";
 import { identityMiddleware, signFlag, signIdentity, verifyFlag, verifyIdentity } from "../../lib/identity";
+import { CHANNELS } from "../../services/notifier/transports";
 
 /** Issue 22, point 1: the signed identity and flag, and the middleware's rules, without a network. */
 const SECRET = "unit-node-secret-of-at-least-32-bytes!!";
@@ -30,7 +31,7 @@ describe("signed identities", () => {
 });
 
 describe("identityMiddleware", () => {
-	const config = { ...loadConfig({ JWT_SECRET: "j".repeat(40), NODE_SECRET: SECRET }) };
+	const config = { ...loadConfig({ JWT_SECRET: "j".repeat(40), NODE_SECRET: SECRET }, CHANNELS) };
 	let broker: ServiceBroker;
 	afterEach(async () => {
 		await broker?.stop();

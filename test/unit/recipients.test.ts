@@ -4,6 +4,7 @@ import { isOneEmail } from "../../lib/validation";
 import { discordPayload } from "../../services/notifier/transports/discord";
 import { EmailTransport } from "../../services/notifier/transports/email";
 import { slackPayload } from "../../services/notifier/transports/slack";
+import { CHANNELS } from "../../services/notifier/transports";
 
 /** Issue 22, point 5: one address per recipient; user-supplied parts of chat texts neither mention nor link. */
 describe("one address", () => {
@@ -26,7 +27,7 @@ describe("one address", () => {
 	});
 
 	it("refuses an ADMIN_EMAIL that is a list", () => {
-		expect(() => loadConfig({ ADMIN_LOGIN_ID: "admin", ADMIN_PASSWORD: "long-enough-1", ADMIN_EMAIL: "a@example.com,b@example.org" })).toThrow(/ADMIN_EMAIL must be exactly one/);
+		expect(() => loadConfig({ ADMIN_LOGIN_ID: "admin", ADMIN_PASSWORD: "long-enough-1", ADMIN_EMAIL: "a@example.com,b@example.org" }, CHANNELS)).toThrow(/ADMIN_EMAIL must be exactly one/);
 	});
 });
 
