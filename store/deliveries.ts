@@ -1,5 +1,5 @@
 import type { DataSource } from "typeorm";
-import type { DeliveryStatus, MessageBody, WireDelivery } from "../contracts";
+import type { MessageBody, WireDelivery } from "../contracts";
 import { rowsOf } from "../lib/sql";
 
 /**
@@ -9,16 +9,9 @@ import { rowsOf } from "../lib/sql";
  * nothing), workers take due rows under a lease (SKIP LOCKED: nodes share the work, and a row is
  * never out with two of them at once), and a try's outcome is written right after it.
  */
-export interface DeliveryRow {
-	id: string;
+/** A row of the table: the wire's fields that keep their name and type, and the rest in the column's own. */
+export interface DeliveryRow extends Pick<WireDelivery, "id" | "kind" | "channel" | "recipient" | "subject" | "text" | "status" | "attempts"> {
 	dedupe_key: string;
-	kind: string;
-	channel: string;
-	recipient: string;
-	subject: string;
-	text: string;
-	status: DeliveryStatus;
-	attempts: number;
 	next_attempt_at: Date | null;
 	last_error: string | null;
 	send_at: Date | null;
