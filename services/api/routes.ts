@@ -31,6 +31,10 @@ function beforeCall(clientAddress: ClientAddressOf) {
 	return (ctx: Context<unknown, StoreMeta>, _route: unknown, req: Req) => {
 		if (hasBody(req) && !JSON_TYPE.test(req.headers["content-type"] ?? ""))
 			throw new StoreClientError("Send the request body as application/json", 415, "UNSUPPORTED_MEDIA_TYPE");
+		// body-parser's strict mode lets an array through, which moleculer-web then reads as no
+		// fields at all: on a route whose fields are all optional, `[]` acted as `{}`.
+		if (Array.isArray((req as Req & { body?: unknown }).body))
+			throw invalid("The request body must be a JSON object.", [{ field: "body", type: "object", message: "The request body must be a JSON object." }] as never);
 		ctx.meta.clientIp = clientAddress(req);
 		const key = req.headers["idempotency-key"];
 		if (typeof key === "string") {
