@@ -339,9 +339,12 @@ describe("admin dashboard and sale report", () => {
 		expect(await page.locator("#problems li").allTextContents()).toEqual([`epoch ${epoch}: SOLD_OUT at seq ${min_seq} before GRANTED at seq ${late}`]);
 		await screenshot(page, "admin-report-not-fair");
 
-		// The sale closes when no grant is held any more: its summary carries the verdict.
+		// The sale closes when no grant is held any more: its summary carries the verdict. A sale
+		// closes only once the watcher (each second) has seen it sold out, so the test waits for that
+		// message first: expired at once, the units would be back on sale before it looked.
+		await waitFor("the sold-out message", () => core.messages.some(m => m.kind === MESSAGE_KINDS.saleSoldOut && m.text.includes(`(product ${productId})`)), 20_000);
 		for (const a of answers.filter(x => x.status === 201)) await core.broker.call("slots.expire", { slotId: a.body.slot.id }, asAdmin(core.broker));
-		await waitFor("the summary", () => core.messages.some(m => m.kind === MESSAGE_KINDS.saleSummary && m.text.includes(`(product ${productId})`)), 10_000);
+		await waitFor("the summary", () => core.messages.some(m => m.kind === MESSAGE_KINDS.saleSummary && m.text.includes(`(product ${productId})`)), 20_000);
 		const summary = core.messages.find(m => m.kind === MESSAGE_KINDS.saleSummary && m.text.includes(`(product ${productId})`))!;
 		expect(summary.subject).toMatch(/not fair$/);
 		expect(summary.text).toMatch(/Claims: .*GRANTED 10.*SOLD_OUT \d+/);
