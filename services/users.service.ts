@@ -26,6 +26,13 @@ const LOGIN_WINDOW_MS = 60 * 1000;
 const LOGIN_DELAY_BASE_MS = 50;
 const LOGIN_DELAY_MAX_MS = 2000;
 const HOUR_MS = 60 * 60 * 1000;
+/**
+ * The actions that hash a password wait longer than REQUEST_TIMEOUT_MS. A hash is slow by design
+ * (about 250 ms of one core) and Node's pool runs four at a time, so a burst of twenty sign-ups on
+ * two cores queues for seconds. Timed out at 5 s, its buyer would read 504 while the handler went on
+ * and created the account. Under HAProxy's 15 s `timeout server`, so the balancer never cuts first.
+ */
+const HASHING_TIMEOUT_MS = 12_000;
 /** Expired reset tokens deleted per statement (each forgot-password prunes one batch). */
 const PRUNE_BATCH = 500;
 
@@ -49,6 +56,8 @@ type UsersThis = WithDb & WithNotify & {
 	usesRedis: boolean;
 	/** Work that runs after the answer (forgot-password), awaited when the service stops. */
 	afterAnswer: Set<Promise<void>>;
+	/** The last sign-up queued for each login id (lower case) on this node. */
+	signingUp: Map<string, Promise<unknown>>;
 	/** Repeats the degraded notice while Redis is away. */
 	countersTimer: NodeJS.Timeout | null;
 	tellCounters(): void;
@@ -57,6 +66,7 @@ type UsersThis = WithDb & WithNotify & {
 	/** Counts one attempt against each limit (429 past any); the counts, in the order given. */
 	countAttempt(limits: (Limit | null)[], windowMs: number, message: string): Promise<number[]>;
 	later(work: () => Promise<void>): void;
+	oneSignUpPerId<T>(loginId: string, work: () => Promise<T>): Promise<T>;
 	upgradeHash(userId: string, oldHash: string, password: string): Promise<void>;
 	sendResetLinks(email: string): Promise<void>;
 	announceRevocation(userId: string, notBefore: number): void;
@@ -70,6 +80,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 
 	actions: {
 		signup: {
+			timeout: HASHING_TIMEOUT_MS,
 			params: { $$strict: "remove", loginId: loginIdRule, password: passwordRule, email: emailRule },
 			async handler(this: UsersThis, ctx: Ctx<{ loginId: string; password: string; email: string }>) {
 				const { loginId, password, email } = ctx.params;
@@ -81,21 +92,22 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 					HOUR_MS,
 					"Too many sign-ups; wait before trying again"
 				);
-				// A taken id answers before the hash (the unique index below still decides races).
-				if ((await this.db.query(users.loginIdTakenSql, [loginId])).length)
-					throw conflict(`The login id '${loginId}' is already taken`, "LOGIN_ID_TAKEN");
-				const passwordHash = await hashPassword(password);
-				let user: User;
-				try {
-					user = await this.db.getRepository(User).save(
-						this.db.getRepository(User).create({ loginId, email, passwordHash, role: "buyer" })
-					);
-				} catch (err) {
-					// The unique index on lower(login_id) decides races between simultaneous sign-ups.
-					if (isUniqueViolation(err, "users_login_id_ci"))
+				const user = await this.oneSignUpPerId(loginId, async () => {
+					// A taken id answers before the hash (the unique index below still decides races).
+					if ((await this.db.query(users.loginIdTakenSql, [loginId])).length)
 						throw conflict(`The login id '${loginId}' is already taken`, "LOGIN_ID_TAKEN");
-					throw err;
-				}
+					const passwordHash = await hashPassword(password);
+					try {
+						return await this.db.getRepository(User).save(
+							this.db.getRepository(User).create({ loginId, email, passwordHash, role: "buyer" })
+						);
+					} catch (err) {
+						// The unique index on lower(login_id) decides races between nodes.
+						if (isUniqueViolation(err, "users_login_id_ci"))
+							throw conflict(`The login id '${loginId}' is already taken`, "LOGIN_ID_TAKEN");
+						throw err;
+					}
+				});
 				await this.notify({
 					...buyerMessages.signedUp(this.config.locale, { loginId, storeUrl: this.config.publicUrl }),
 					channel: "email",
@@ -109,6 +121,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		},
 
 		login: {
+			timeout: HASHING_TIMEOUT_MS,
 			params: { $$strict: "remove", loginId: { type: "string", min: 1, max: 64 }, password: { type: "string", min: 1, max: 128 } },
 			async handler(this: UsersThis, ctx: Ctx<{ loginId: string; password: string }>) {
 				const { loginId, password } = ctx.params;
@@ -197,6 +210,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		},
 
 		resetPassword: {
+			timeout: HASHING_TIMEOUT_MS,
 			params: { $$strict: "remove", token: { type: "string", min: 1, max: 200 }, password: passwordRule },
 			async handler(this: UsersThis, ctx: Ctx<{ token: string; password: string }>) {
 				const ip = ctx.meta.clientIp;
@@ -313,6 +327,23 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 			this.afterAnswer.add(running);
 		},
 
+		/**
+		 * Runs a sign-up after any other for the same login id on this node. A burst of one id (a double
+		 * click, a page's retry, twenty tabs) then costs one hash: the rest find the id taken before
+		 * hashing. Between nodes, the unique index decides.
+		 */
+		async oneSignUpPerId<T>(this: UsersThis, loginId: string, work: () => Promise<T>): Promise<T> {
+			const key = loginId.toLowerCase();
+			const ahead = this.signingUp.get(key);
+			const mine = ahead ? ahead.catch(() => undefined).then(work) : work();
+			this.signingUp.set(key, mine);
+			try {
+				return await mine;
+			} finally {
+				if (this.signingUp.get(key) === mine) this.signingUp.delete(key);
+			}
+		},
+
 		/** Forgot-password's work, after the answer: a token and a message per account with this address. */
 		async sendResetLinks(this: UsersThis, email: string) {
 			// Each request prunes one batch of expired tokens, so the table stays as small as the traffic.
@@ -402,6 +433,7 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 	created(this: UsersThis) {
 		this.usesRedis = !!this.config.redisUrl;
 		this.afterAnswer = new Set();
+		this.signingUp = new Map();
 		this.attempts = this.config.redisUrl
 			? new FallbackFailureCounter(acquireRedis(this.broker, this.config.redisUrl), keyPrefix(this.config.namespace), (degraded, reason) => {
 					if (degraded) this.logger.warn(`Attempt limits now count on this node alone (${reason}): logins and sign-ups go on, each node with its own limits.`);

@@ -2,7 +2,7 @@ import jwt from "jsonwebtoken";
 import { api } from "../helpers/http";
 import { opened } from "../helpers/identity";
 import { dropDatabase, freshDatabaseUrl, sql } from "../helpers/db";
-import { freshNamespace, REDIS_URL, startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
+import { freshNamespace, NATS_URL, REDIS_URL, startNode, StoreNode, TEST_SECRET, waitFor } from "../helpers/nodes";
 
 const DB = freshDatabaseUrl("auth");
 let node: StoreNode;
@@ -84,18 +84,29 @@ describe("sign-up, login, me", () => {
 		expect(again.body.type).toBe("LOGIN_ID_TAKEN");
 	});
 
-	it("lets exactly one of 20 simultaneous sign-ups for one id win", async () => {
-		const replies = await Promise.all(
-			Array.from({ length: 20 }, (_, i) =>
-				http.post("/api/auth/signup", { loginId: i % 2 ? "racer" : "RACER", password: `password-${i}-x`, email: `r${i}@example.com` })
-			)
-		);
-		const statuses = replies.map(r => r.status).sort();
-		expect(statuses.filter(s => s === 201)).toHaveLength(1);
-		expect(statuses.filter(s => s === 409)).toHaveLength(19);
-		for (const r of replies.filter(r => r.status === 409)) expect(r.body.type).toBe("LOGIN_ID_TAKEN");
-		const rows = await sql(DB, "SELECT id FROM users WHERE lower(login_id) = 'racer'");
-		expect(rows).toHaveLength(1);
+	it("lets exactly one of 20 simultaneous sign-ups for one id win, across two nodes", async () => {
+		// Two nodes with their own gateway and users service, so the race is decided twice: on each
+		// node a burst of one id waits for its first sign-up, and between them the unique index decides.
+		const NS = freshNamespace("signup-race");
+		const env = (id: string, services: string) => ({ DATABASE_URL: DB, JWT_SECRET: TEST_SECRET, TRANSPORTER: NATS_URL, NAMESPACE: NS, NODE_ID: id, SERVICES: services });
+		const a = await startNode(env(`${NS}-a`, "api,users,notifier"));
+		const b = await startNode(env(`${NS}-b`, "api,users"));
+		try {
+			const replies = await Promise.all(
+				Array.from({ length: 20 }, (_, i) =>
+					api((i % 2 ? a : b).url).post("/api/auth/signup", { loginId: i % 4 < 2 ? "racer" : "RACER", password: `password-${i}-x`, email: `r${i}@example.com` })
+				)
+			);
+			const statuses = replies.map(r => r.status).sort();
+			expect(statuses.filter(s => s === 201)).toHaveLength(1);
+			expect(statuses.filter(s => s === 409)).toHaveLength(19);
+			for (const r of replies.filter(r => r.status === 409)) expect(r.body.type).toBe("LOGIN_ID_TAKEN");
+			const rows = await sql(DB, "SELECT id FROM users WHERE lower(login_id) = 'racer'");
+			expect(rows).toHaveLength(1);
+		} finally {
+			await b.stop();
+			await a.stop();
+		}
 	});
 
 	it("answers 401 INVALID_CREDENTIALS for a wrong password and for an unknown id", async () => {
