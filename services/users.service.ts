@@ -26,13 +26,6 @@ const LOGIN_WINDOW_MS = 60 * 1000;
 const LOGIN_DELAY_BASE_MS = 50;
 const LOGIN_DELAY_MAX_MS = 2000;
 const HOUR_MS = 60 * 60 * 1000;
-/**
- * The actions that hash a password wait longer than REQUEST_TIMEOUT_MS. A hash is slow by design
- * (about 250 ms of one core) and Node's pool runs four at a time, so a burst of twenty sign-ups on
- * two cores queues for seconds. Timed out at 5 s, its buyer would read 504 while the handler went on
- * and created the account. Under HAProxy's 15 s `timeout server`, so the balancer never cuts first.
- */
-const HASHING_TIMEOUT_MS = 12_000;
 /** Expired reset tokens deleted per statement (each forgot-password prunes one batch). */
 const PRUNE_BATCH = 500;
 
@@ -80,7 +73,6 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 
 	actions: {
 		signup: {
-			timeout: HASHING_TIMEOUT_MS,
 			params: { $$strict: "remove", loginId: loginIdRule, password: passwordRule, email: emailRule },
 			async handler(this: UsersThis, ctx: Ctx<{ loginId: string; password: string; email: string }>) {
 				const { loginId, password, email } = ctx.params;
@@ -121,7 +113,6 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		},
 
 		login: {
-			timeout: HASHING_TIMEOUT_MS,
 			params: { $$strict: "remove", loginId: { type: "string", min: 1, max: 64 }, password: { type: "string", min: 1, max: 128 } },
 			async handler(this: UsersThis, ctx: Ctx<{ loginId: string; password: string }>) {
 				const { loginId, password } = ctx.params;
@@ -210,7 +201,6 @@ const UsersService: ServiceSchema<ServiceSettingSchema, UsersThis> = {
 		},
 
 		resetPassword: {
-			timeout: HASHING_TIMEOUT_MS,
 			params: { $$strict: "remove", token: { type: "string", min: 1, max: 200 }, password: passwordRule },
 			async handler(this: UsersThis, ctx: Ctx<{ token: string; password: string }>) {
 				const ip = ctx.meta.clientIp;
