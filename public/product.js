@@ -65,8 +65,30 @@
 				return el("label", { class: "choice" }, input, " ", el("span", {}, methodName(m.method)));
 			})
 		);
+		$("method-fields").replaceChildren(...state.methods.filter(m => m.inputs.length).map(methodFields));
 		onMethodChange();
 		return true;
+	}
+
+	/**
+	 * A method's own fields, as its provider describes them: a label (with its hint) in the buyer's
+	 * words, then a list for a field with choices or a text input. Ids are made of the method's and
+	 * the field's keys, so a new method needs nothing in this page.
+	 */
+	function methodFields(m) {
+		const words = w => w[S.lang] || w.en;
+		const block = el("div", { id: `${m.method}-fields`, "data-method-fields": m.method });
+		for (const f of m.inputs) {
+			const id = `${m.method}-${f.name}`;
+			const hintId = f.hints ? `${id}-hint` : null;
+			const label = el("label", { for: id }, el("span", {}, words(f.labels)));
+			if (hintId) label.append(" ", el("span", { class: "hint", id: hintId }, words(f.hints)));
+			const input = f.choices
+				? el("select", { id, name: f.name }, ...f.choices.map(c => el("option", { value: c.value }, words(c.names))))
+				: el("input", { id, name: f.name, "data-digits": f.digits, inputmode: f.digits ? "numeric" : null, autocomplete: f.autocomplete, maxlength: f.maxLength, "aria-describedby": hintId });
+			block.append(label, input);
+		}
+		return block;
 	}
 
 	const methodOf = key => state.methods.find(m => m.method === key);

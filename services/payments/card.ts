@@ -26,6 +26,17 @@ export function cardProvider(latencyMs: number, ledger = new SimulatedLedger()):
 		names: { ko: "카드", en: "Card" },
 		ledger,
 		fields: { cardNumber: { type: "string", pattern: /^[0-9]{12,19}$/, messages: { stringPattern: "The 'cardNumber' field must be 12 to 19 digits." } } },
+		inputs: [
+			{
+				name: "cardNumber",
+				labels: { ko: "카드 번호", en: "Card number" },
+				hints: { ko: "숫자 12~19자리", en: "12 to 19 digits" },
+				digits: true,
+				autocomplete: "cc-number",
+				// 19 digits with the spaces or dashes people type between groups of four.
+				maxLength: 23,
+			},
+		],
 		details: f => ({ brand: cardBrand(String(f.cardNumber)), last4: String(f.cardNumber).slice(-4) }),
 		void: key => ledger.void(key),
 		charge(req: ChargeRequest): Promise<ChargeResult> {

@@ -1,10 +1,10 @@
 import { cardProvider } from "./card";
 import { easypayProvider } from "./easypay";
 import { pointsProvider } from "./points";
-import type { PaymentProvider } from "./provider";
+import type { PaymentInput, PaymentProvider } from "./provider";
 import type { Locale } from "../../lib/messages";
 
-export type { PaymentProvider } from "./provider";
+export type { PaymentInput, PaymentProvider } from "./provider";
 
 /**
  * The registry of payment methods: the one list the validator's enum, the receipt's method name,
@@ -21,11 +21,12 @@ export function providers(latencyMs: number): Map<string, PaymentProvider> {
 	return new Map(REGISTRY.map(make => make(latencyMs)).map(p => [p.method, p]));
 }
 
-/** What the page needs of a method: its key, its names, and whether it pays from points. */
+/** What the page needs of a method: its key, its names, whether it pays from points, and its fields. */
 export interface PaymentMethod {
 	method: string;
 	names: Record<Locale, string>;
 	spendsPoints: boolean;
+	inputs: readonly PaymentInput[];
 }
 
 /** Read once from providers made without latency (their ledgers are never charged). */
@@ -33,6 +34,7 @@ export const PAYMENT_METHODS: readonly PaymentMethod[] = [...providers(0).values
 	method: p.method,
 	names: p.names,
 	spendsPoints: p.spendsPoints === true,
+	inputs: p.inputs ?? [],
 }));
 
 /** The method's name in the buyer's words; an unknown method is named by its key. */

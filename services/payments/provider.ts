@@ -18,6 +18,24 @@ export interface ChargeRequest {
 
 export type ChargeResult = { approved: true; reference: string } | { approved: false; reason: string };
 
+/**
+ * One field of a method as the purchase page draws it: a label (and a hint) in the buyer's words,
+ * then a text input, or a list when the field takes one of `choices`. The page builds it from
+ * GET /api/payment-methods, so a method with fields needs nothing in the page's own files.
+ */
+export interface PaymentInput {
+	/** The field's key in `fields` and in the initiate body. */
+	name: string;
+	labels: Record<Locale, string>;
+	hints?: Record<Locale, string>;
+	/** Digits typed with spaces or dashes (a card number): the page drops them and asks for a number pad. */
+	digits?: boolean;
+	/** The browser's autofill name (`cc-number`). */
+	autocomplete?: string;
+	maxLength?: number;
+	choices?: readonly { value: string; names: Record<Locale, string> }[];
+}
+
 export interface PaymentProvider {
 	readonly method: string;
 	/** The method's name in the buyer's words, as a label: the page's choice and the receipt's "Paid by" say it. */
@@ -29,6 +47,8 @@ export interface PaymentProvider {
 	readonly spendsPoints?: boolean;
 	/** Validation schema (fastest-validator) of the method's fields in the initiate body. */
 	readonly fields: Record<string, unknown>;
+	/** How the page asks for each of `fields`, in the order shown (none for a method without fields). */
+	readonly inputs?: readonly PaymentInput[];
 	/** What is kept of the fields: never a full card number (at most its brand and last four digits). */
 	details(fields: Record<string, unknown>): Record<string, unknown>;
 	/** Idempotent by `idempotencyKey`: asked again, it answers the first result and charges nothing. */

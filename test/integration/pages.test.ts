@@ -158,7 +158,7 @@ describe("the purchase page at phone size", () => {
 		await checkScreen(pageB, "product-sold-out-ko");
 
 		// Pay by card, with the keyboard.
-		await type(pageA, "#card-number", "4242 4242 4242 4242");
+		await type(pageA, "#card-cardNumber", "4242 4242 4242 4242");
 		await pageA.keyboard.press("Enter");
 		await pageA.locator("#pay-message").filter({ hasText: "Paid. Thank you!" }).waitFor({ timeout: 15_000 });
 		expect(await pageA.locator("#receipt").isVisible()).toBe(true);
@@ -179,7 +179,7 @@ describe("the purchase page at phone size", () => {
 		await pageA.locator("#buy:not([disabled])").waitFor();
 		await press(pageA, "#buy");
 		await pageA.locator("#slot-status").filter({ hasText: "Held for you" }).waitFor({ timeout: 15_000 });
-		await type(pageA, "#card-number", "4000000000000002");
+		await type(pageA, "#card-cardNumber", "4000000000000002");
 		await pageA.keyboard.press("Enter");
 		await pageA.locator("#pay-message").filter({ hasText: "declined" }).waitFor({ timeout: 15_000 });
 		expect(await textOf(pageA, "#pay-message")).toBe("The payment was declined. Try another card or method.");

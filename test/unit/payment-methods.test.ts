@@ -43,22 +43,28 @@ describe("the payment methods' registry", () => {
 		expect(methods.handler.call({} as never).methods).toBe(PAYMENT_METHODS);
 	});
 
-	// The page draws one choice per method from that answer. Its HTML keeps a block only for a
-	// method's own fields (the card number, the easy-pay provider), and its script reads any block by
-	// its data-method-fields, never by a method's own ids.
-	it("leaves the page a block per method with fields, and its script names none of them", () => {
-		const html = readFileSync(join(ROOT, "public", "p.html"), "utf8");
-		const script = readFileSync(join(ROOT, "public", "product.js"), "utf8");
-		const blocks = [...html.matchAll(/<div([^>]*)data-method-fields="([^"]+)"[^>]*>([\s\S]*?)<\/div>/g)];
-		expect(blocks.length).toBeGreaterThan(0);
-		for (const [, , method, inner] of blocks) {
-			expect(keys).toContain(method);
-			for (const [, id] of inner.matchAll(/id="([^"]+)"/g)) expect([method, id, script.includes(id)]).toEqual([method, id, false]);
+	// The page draws one choice per method from that answer, and each method's own fields from its
+	// `inputs`: its HTML and its words hold none of them.
+	it("describes every field a method takes for the page, in every locale, so the page holds none", () => {
+		for (const p of providers(0).values()) {
+			const inputs = p.inputs ?? [];
+			expect([p.method, inputs.map(i => i.name)]).toEqual([p.method, Object.keys(p.fields)]);
+			for (const i of inputs) {
+				for (const words of [i.labels, i.hints, ...(i.choices ?? []).map(c => c.names)].filter(Boolean))
+					expect([p.method, i.name, typeof words!.ko, typeof words!.en]).toEqual([p.method, i.name, "string", "string"]);
+				// A list offers exactly what the validator takes.
+				const rule = p.fields[i.name] as { type: string; values?: string[] };
+				if (i.choices) expect([p.method, i.choices.map(c => c.value)]).toEqual([p.method, rule.values]);
+				else expect([p.method, i.name, rule.type]).toEqual([p.method, i.name, "string"]);
+			}
 		}
+		const html = readFileSync(join(ROOT, "public", "p.html"), "utf8");
+		const words = readFileSync(join(ROOT, "public", "app.js"), "utf8");
+		expect(html).not.toMatch(/data-method-fields=/);
+		for (const m of PAYMENT_METHODS)
+			for (const i of m.inputs) expect([m.method, i.name, html.includes(`name="${i.name}"`), words.includes(i.labels.en)]).toEqual([m.method, i.name, false, false]);
 	});
 
-	// The page's HTML keeps a block for a method's own fields (card number, easy-pay provider): a
-	// method without fields of its own needs none.
 	it("is the only place outside the providers that names a method in code", () => {
 		const named = filesUnder("services", "lib", "public")
 			.filter(f => /\.(ts|js)$/.test(f) && !f.includes(join("services", "payments") + "/"))
