@@ -62,7 +62,9 @@ describe("paying for a slot", () => {
 	it("lists the methods from the registry, without a login (issue 24, point 2)", async () => {
 		const r = await http.get("/api/payment-methods");
 		expect(r.status).toBe(200);
-		expect(r.body.methods).toEqual(PAYMENT_METHODS.map(m => ({ method: m.method, names: m.names, spendsPoints: m.spendsPoints })));
+		expect(r.body.methods).toEqual(PAYMENT_METHODS.map(m => ({ method: m.method, names: m.names, spendsPoints: m.spendsPoints, inputs: m.inputs })));
+		// Each method's own fields, as the page draws them: the card's number, easy pay's provider list.
+		expect(r.body.methods.map((m: { inputs: { name: string }[] }) => m.inputs.map(i => i.name))).toEqual([["cardNumber"], [], ["provider"]]);
 		expect(r.body.methods.map((m: { method: string }) => m.method)).toEqual(["card", "points", "easypay"]);
 	});
 
