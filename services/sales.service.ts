@@ -101,7 +101,7 @@ const SalesService: ServiceSchema<ServiceSettingSchema, SalesThis> = {
 			if (operatorChannels(this.config).length === 0) return;
 			const now = Date.now();
 			for (const r of await saleCounts(this.db)) {
-				const sale = { id: String(r.id), name: r.name, stock: r.stock, saleAt: new Date(r.sale_at), available: r.available, held: r.held, paid: r.paid };
+				const sale = { id: String(r.id), name: r.name, stock: r.stock, saleAt: new Date(r.sale_at), available: r.available, held: r.held, paid: r.paid, expired: r.expired };
 				await sendDueNotices(this.db, sale, (message, opts) => this.notifyOperators(message, opts), this.config.locale, this.noticesDone, now);
 			}
 		},

@@ -1,4 +1,5 @@
 import type { DataSource } from "typeorm";
+import type { Sql } from "../../lib/sql";
 import { Locale, operatorMessages, Rendered } from "../../lib/messages";
 import { buildReport, SaleReport } from "./report";
 import { claimNotice, noticeSent, type NoticeKind } from "../../store/sale-notices";
@@ -20,21 +21,28 @@ export interface SaleTick {
 	available: number;
 	held: number;
 	paid: number;
+	/** Grants reclaimed unpaid: a sale whose every grant expired has all its units available again. */
+	expired: number;
 }
 
 /** Opening announcements are for sales that opened recently, not for old ones found at start. */
 const OPENED_RECENTLY_MS = 10 * 60_000;
 
 /** The notices due for a sale now, in the order they happen. */
-export async function dueNotices(db: DataSource, s: SaleTick, now: number, done: Set<string> = new Set()): Promise<NoticeKind[]> {
+export async function dueNotices(db: Sql, s: SaleTick, now: number, done: Set<string> = new Set()): Promise<NoticeKind[]> {
 	const due: NoticeKind[] = [];
 	const open = now >= s.saleAt.getTime();
 	if (!open) return due;
 	if (now - s.saleAt.getTime() < OPENED_RECENTLY_MS) due.push("opened");
 	const soldOut = s.available === 0 && s.held + s.paid > 0;
 	if (soldOut) due.push("sold_out");
-	// Closed: it sold out, and every grant since was paid or expired (a sale nobody bought from never closes).
-	const closed = s.held === 0 && (soldOut || done.has(`${s.id}|sold_out`) || (s.available < s.stock && (await noticeSent(db, s.id, "sold_out"))));
+	// Closed: it sold out, and every grant since was paid or expired (a sale nobody bought from never
+	// closes). This node may not have seen it sold out (it started later, or every grant expired
+	// before its next look): then the table says whether the sold-out notice went out.
+	const closed =
+		s.held === 0 &&
+		!done.has(`${s.id}|summary`) &&
+		(soldOut || done.has(`${s.id}|sold_out`) || ((s.available < s.stock || s.expired > 0) && (await noticeSent(db, s.id, "sold_out"))));
 	if (closed) due.push("summary");
 	return due;
 }

@@ -42,7 +42,7 @@ describe("claims per second from the cluster's counters", () => {
 });
 
 describe("operators' sale messages", () => {
-	const sale = { id: "7", name: "Sneakers", stock: 100, saleAt: new Date("2026-11-25T10:00:00Z"), available: 0, held: 0, paid: 0 };
+	const sale = { id: "7", name: "Sneakers", stock: 100, saleAt: new Date("2026-11-25T10:00:00Z"), available: 0, held: 0, paid: 0, expired: 0 };
 	const report = {
 		sale: { durationMs: 4210, lastUnitAt: "2026-11-25T10:00:04.210Z", soldOutAt: null, firstGrantAt: null },
 		claims: { total: 0, byOutcome: { GRANTED: 100, SOLD_OUT: 5400 } },
