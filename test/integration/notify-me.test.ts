@@ -139,7 +139,12 @@ describe("notify me (알림 신청)", () => {
 		await node.stop();
 		node = await startNode(NODE_ENV());
 		const productSaleAt = (await sql<{ sale_at: Date }>(store.db, "SELECT sale_at FROM products WHERE id = $1", [moved]))[0].sale_at;
-		await waitFor("the waits in step with their products", async () => (await waits()).length === 1, 10_000);
+		// Each product is caught up in its own transaction, in either order: wait for both.
+		const inStep = async () => {
+			const w = await waits();
+			return w.length === 1 && w[0].sale_at.getTime() === productSaleAt.getTime();
+		};
+		await waitFor("the waits in step with their products", inStep, 10_000);
 		expect(await waits()).toEqual([{ product_id: moved, sale_at: productSaleAt }]);
 		// The notifier applies cancels and new notices as they arrive on its channel.
 		await waitFor("the old notices cancelled and the moved one published", async () => (await notices()).length === 3 && (await notices()).every(n => n.status !== "PENDING" || n.recipient === stayerAt));
